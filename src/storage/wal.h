@@ -112,10 +112,10 @@ class Wal {
   // hard state and marker, so no needed state goes with a deleted one.
   Status ReleaseBefore(uint64_t index, uint64_t* segments_released = nullptr);
 
-  uint64_t last_index() const;          // of the log including queued appends
-  uint64_t durable_index() const;       // last index of the durable log
+  uint64_t last_index() const;     // of the log including queued appends
+  uint64_t durable_index() const;  // last index of the durable log
   uint64_t durable_snapshot_index() const;
-  Status status() const;                // Ok, or why the WAL failed
+  Status status() const;  // Ok, or why the WAL failed
   WalCounters counters() const;
   size_t segment_count() const { return writer_.segment_count(); }
 
@@ -138,7 +138,7 @@ class Wal {
   std::condition_variable durable_cv_;  // waiters: durable position moved, or failed
   std::vector<WalChunk> queue_;         // guarded by mu_
   uint64_t queue_bytes_ = 0;
-  LogBounds bounds_;                    // the log including queued appends
+  LogBounds bounds_;  // the log including queued appends
   WalTicket next_ticket_ = 1;
   WalTicket durable_ticket_ = 0;
   uint64_t durable_index_ = 0;

@@ -42,13 +42,22 @@ bool IsValidRecordType(uint8_t type) {
          type <= static_cast<uint8_t>(RecordType::kSnapshot);
 }
 
-void AppendRecord(RecordType type, std::string_view payload, std::string* out) {
-  SYNOD_ASSERT(payload.size() <= UINT32_MAX, "caller bounds record size (record_bytes_max)");
+void FillRecordHeader(RecordType type, size_t payload_bytes, char* record) {
+  SYNOD_ASSERT(payload_bytes <= UINT32_MAX, "caller bounds record size (record_bytes_max)");
   const auto type_byte = static_cast<uint8_t>(type);
-  PutLe32(static_cast<uint32_t>(payload.size()), out);
-  PutLe32(RecordCrc(type_byte, payload), out);
-  out->push_back(static_cast<char>(type_byte));
+  const std::string_view payload(record + kRecordHeaderBytes, payload_bytes);
+  std::string header;
+  PutLe32(static_cast<uint32_t>(payload_bytes), &header);
+  PutLe32(RecordCrc(type_byte, payload), &header);
+  header.push_back(static_cast<char>(type_byte));
+  std::memcpy(record, header.data(), kRecordHeaderBytes);
+}
+
+void AppendRecord(RecordType type, std::string_view payload, std::string* out) {
+  const size_t at = out->size();
+  out->resize(at + kRecordHeaderBytes);
   out->append(payload);
+  FillRecordHeader(type, payload.size(), out->data() + at);
 }
 
 std::string EncodeSegmentHeader(const SegmentHeader& header) {

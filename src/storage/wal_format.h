@@ -24,7 +24,7 @@ enum class RecordType : uint8_t {
                        // covered by a snapshot kept elsewhere
 };
 
-inline constexpr size_t kRecordHeaderBytes = 9;  // length + crc + type
+inline constexpr size_t kRecordHeaderBytes = 9;                   // length + crc + type
 inline constexpr uint64_t kSegmentMagic = 0x4C4157444F4E5953ULL;  // bytes "SYNODWAL" on disk
 inline constexpr uint32_t kFormatVersion = 1;
 inline constexpr size_t kSegmentHeaderPayloadBytes = 8 + 4 + 8 + 8;
@@ -40,6 +40,9 @@ bool IsValidRecordType(uint8_t type);
 
 // Appends one framed record to `out`.
 void AppendRecord(RecordType type, std::string_view payload, std::string* out);
+// Fills the header of a record whose `payload_bytes` of payload are already in place at
+// `record + kRecordHeaderBytes` (lets a caller serialise straight into the output buffer).
+void FillRecordHeader(RecordType type, size_t payload_bytes, char* record);
 
 std::string EncodeSegmentHeader(const SegmentHeader& header);
 // Returns nullopt and sets `why` when the payload is not a header of a version we read.

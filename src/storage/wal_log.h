@@ -19,7 +19,8 @@ namespace synod::storage {
 class LogBounds {
  public:
   // `log_start` is the first index the oldest segment present can hold (1 for a new WAL).
-  explicit LogBounds(uint64_t log_start = 1) : log_start_(log_start), last_index_(log_start - 1) {}
+  LogBounds() : LogBounds(1) {}
+  explicit LogBounds(uint64_t log_start) : log_start_(log_start), last_index_(log_start - 1) {}
 
   // The lowest index an entry may have: above the snapshot and not below the log start.
   uint64_t lowest_index() const { return std::max(log_start_, snapshot_index_ + 1); }

@@ -24,9 +24,9 @@ namespace synod::storage {
 
 // What Wal::Open hands back: the log as it was last made durable.
 struct WalRecovered {
-  std::optional<consensuspb::HardState> hard_state;        // the newest one logged
-  std::optional<consensuspb::SnapshotMetadata> snapshot;   // the newest marker logged
-  std::vector<consensuspb::Entry> entries;                 // after the snapshot, contiguous
+  std::optional<consensuspb::HardState> hard_state;       // the newest one logged
+  std::optional<consensuspb::SnapshotMetadata> snapshot;  // the newest marker logged
+  std::vector<consensuspb::Entry> entries;                // after the snapshot, contiguous
   uint64_t repaired_tail_bytes = 0;  // garbage cut off the end of the last segment
   std::string repair_note;           // where and why, when repaired_tail_bytes > 0
 };

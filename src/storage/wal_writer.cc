@@ -43,8 +43,7 @@ Status SegmentWriter::Start(const RecoveryResult& recovery) {
     std::lock_guard lock(closed_mu_);
     closed_.assign(recovery.segments.begin(), recovery.segments.end() - 1);
   }
-  return Resume(recovery.segments.back(), recovery.last_segment_end,
-                recovery.last_segment_repair);
+  return Resume(recovery.segments.back(), recovery.last_segment_end, recovery.last_segment_repair);
 }
 
 Status SegmentWriter::Resume(const SegmentInfo& last, uint64_t end_offset, bool repair) {

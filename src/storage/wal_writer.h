@@ -72,9 +72,9 @@ class SegmentWriter {
   struct Current {
     int fd = -1;
     SegmentInfo info;
-    uint64_t offset = 0;        // where the next record goes
-    uint64_t records_end = 0;   // end of header and copied state: a segment holding nothing
-                                // more takes any chunk, however large
+    uint64_t offset = 0;       // where the next record goes
+    uint64_t records_end = 0;  // end of header and copied state: a segment holding nothing
+                               // more takes any chunk, however large
   };
 
   Status CreateSegment(const SegmentHeader& header);
