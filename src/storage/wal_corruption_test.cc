@@ -126,7 +126,7 @@ class WalCorruptionTest : public ::testing::Test {
             r.offset + 9, r.offset + r.bytes / 2, r.offset + r.bytes - 1};
   }
 
-  ScratchDir dir_;
+  ScratchDir dir_{ScratchDir::Where::kMemory};
   std::vector<std::string> log_;
   std::string path_;
   std::string pristine_;
@@ -267,7 +267,7 @@ class WalMultiSegmentCorruptionTest : public ::testing::Test {
     return Wal::Open(dir_.wal(), SmallOptions(2048), &wal, &recovered);
   }
 
-  ScratchDir dir_;
+  ScratchDir dir_{ScratchDir::Where::kMemory};
   std::vector<std::string> files_;
   std::string first_;
   std::string pristine_;
