@@ -132,7 +132,18 @@ void Raft::HandleHeartbeatResponse(const pb::Message& m) {
   pr.recently_active = true;
   pr.lease_stamp = std::max(pr.lease_stamp, m.lease_stamp());
   if (pr.state == ProgressState::kProbe) pr.probe_sent = false;  // probe again
-  if (pr.match < log_.LastIndex()) SendAppend(m.from(), false);
+  if (pr.match < log_.LastIndex()) {
+    // The follower is behind. In replicate state the appends in flight may have been
+    // lost: without new proposals nothing would ever be sent again (next is already past
+    // the last index, or the in-flight window is full of lost appends), and the follower
+    // would stay behind for good. So free one slot of a full window, and send even an
+    // empty append: if the follower lacks its predecessor, it rejects it and we fall
+    // back to probing (tests: RaftReplication.*CatchesUp*, LostAppendsDoNotStall...).
+    if (pr.state == ProgressState::kReplicate && pr.IsPaused(cfg_.inflight_msgs_max)) {
+      pr.inflight.pop_front();
+    }
+    SendAppend(m.from(), /*allow_empty=*/true);
+  }
   OnReadAck(m.from(), m.context());
 }
 
