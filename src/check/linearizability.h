@@ -12,8 +12,14 @@
 // improvements, as in Porcupine: call and return events sorted by time in a doubly linked list,
 // operations "lifted" out of the list as they are linearized and put back on backtracking, and a
 // hash set of visited (linearized set, register value) configurations so that no configuration
-// is expanded twice. Incomplete operations never block the search (they have no return event)
-// and are linearized only when some later operation reads what they wrote.
+// is expanded twice. Incomplete operations have no return event, so they never force the search
+// to backtrack, and the search succeeds once every completed operation is placed. On top of that
+// (each rule preserves the answer; see register_model.cc and key_search.cc):
+//  - an incomplete write is only placed right before an operation that observes it;
+//  - values nobody reads are merged into one, and timed-out writes of them are placed in call
+//    order only;
+//  - a move that leaves a value some unplaced operation still has to read, when nothing left can
+//    write it again, is abandoned at once.
 #pragma once
 
 #include <cstdint>
@@ -31,8 +37,8 @@ struct KvOperation {
   std::string key;
   OpKind kind = OpKind::kGet;
   std::string value;  // kPut: value written; kCas: new value
-  std::optional<std::string>
-      expected;             // kCas: required current value (nullopt = key must be absent)
+  // kCas: required current value (nullopt = key must be absent).
+  std::optional<std::string> expected;
   int64_t call_time = 0;    // when the client invoked it
   int64_t return_time = 0;  // when the client saw the response; ignored if !completed
   // false: timed out, outcome unknown. The operation may have taken effect at any instant after
@@ -56,10 +62,10 @@ struct CheckResult {
 };
 
 // Checks `history` (operations in any order). Each key's search may take at most
-// `max_search_steps` steps, so one hard key cannot hide a violation on another; memory grows
-// with the steps taken (at most one visited configuration, about n/8 bytes for n operations on
-// the key, per step). A definite violation on any key wins over an exhausted budget on another.
-// Asserts that completed operations do not return before they are called.
+// `max_search_steps` steps and keep at most 1 GiB of visited configurations (about n/8 bytes
+// each for n operations on the key), so one hard key cannot hide a violation on another. A key
+// that exceeds either bound makes the verdict kUnknown, unless some key is definitely not
+// linearizable. Asserts that completed operations do not return before they are called.
 CheckResult CheckKvLinearizability(const std::vector<KvOperation>& history,
                                    uint64_t max_search_steps = 10'000'000);
 
