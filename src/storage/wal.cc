@@ -58,13 +58,29 @@ Status LockDirectory(const std::string& dir, int* lock_fd) {
   return Status::Ok();
 }
 
+// Creates `dir` if it is missing and makes its name durable in the parent directory: without
+// that, a power cut could take a new WAL, appends acknowledged as durable and all, with it.
+Status CreateDirectory(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0755) != 0) {
+    if (errno == EEXIST) return Status::Ok();
+    return Status(Code::kIoError, IoErrorMessage("mkdir", dir, errno));
+  }
+  const size_t slash = dir.find_last_of('/');
+  const std::string parent =
+      slash == std::string::npos ? "." : dir.substr(0, std::max<size_t>(slash, 1));
+  const int fd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status(Code::kIoError, IoErrorMessage("open directory", parent, errno));
+  const int err = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  if (err != 0) return Status(Code::kIoError, IoErrorMessage("fsync directory", parent, err));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status Wal::Open(const std::string& dir, WalOptions options, std::unique_ptr<Wal>* wal,
                  WalRecovered* recovered) {
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    return Status(Code::kIoError, IoErrorMessage("mkdir", dir, errno));
-  }
+  if (Status s = CreateDirectory(dir); !s.ok()) return s;
   int lock_fd = -1;
   if (Status s = LockDirectory(dir, &lock_fd); !s.ok()) return s;
   RecoveryResult recovery;
