@@ -57,7 +57,8 @@ struct WalOptions {
   std::function<void(uint64_t last_durable_index)> on_durable;
   // Told about torn tails repaired on open (default: a line on stderr).
   std::function<void(const std::string& message)> log;
-  // System calls used to write; null means the real ones. Tests inject faults here.
+  // System calls used to write; null means the real ones. Tests inject faults here. Not
+  // owned: must outlive the Wal.
   WalIo* io = nullptr;
 };
 
