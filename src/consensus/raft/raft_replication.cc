@@ -88,6 +88,16 @@ void Raft::HandleAppendResponse(const pb::Message& m) {
   Progress& pr = it->second;
   pr.recently_active = true;
   if (m.reject()) {
+    if (m.index() == 0) {
+      // Only a member that joined with no configuration refuses the log from its very
+      // beginning (see HandleAppend): it needs a snapshot to learn the membership, even
+      // if ours is still the bootstrap one at index 0.
+      if (pr.state != ProgressState::kSnapshot) {
+        pr.BecomeSnapshot(latest_snapshot_.metadata().index());
+        SendSnapshotChunk(m.from());
+      }
+      return;
+    }
     // Fast back-tracking: skip every entry of the leader's log that cannot match the
     // follower's hint (thesis §3.5), instead of one index per round trip.
     LogIndex next_probe = m.reject_hint_index();
@@ -100,6 +110,13 @@ void Raft::HandleAppendResponse(const pb::Message& m) {
   }
   const bool was_paused = pr.IsPaused(cfg_.inflight_msgs_max);
   if (!pr.MaybeUpdate(m.index())) {
+    if (pr.state == ProgressState::kSnapshot && m.index() >= pr.pending_snapshot) {
+      // The member installed a snapshot that does not raise its match (the bootstrap
+      // snapshot at index 0, sent to a joining member): resume appending.
+      pr.BecomeProbe();
+      SendAppend(m.from(), /*allow_empty=*/false);
+      return;
+    }
     if (was_paused && !pr.IsPaused(cfg_.inflight_msgs_max)) SendAppend(m.from(), false);
     return;
   }
@@ -206,6 +223,21 @@ void Raft::SendAppendResponse(NodeId to, LogIndex index) {
 }
 
 void Raft::HandleAppend(const pb::Message& m) {
+  if (Conf().voters().empty() && Conf().learners().empty()) {
+    // A member that joined with no configuration (engine.h, DurableState) must learn
+    // the membership before taking entries: the log carries only the changes since the
+    // cluster began, and replayed over nothing they would make it believe, once made a
+    // voter, that it is the only one (and elect itself alone). Only a snapshot's
+    // metadata carries the whole membership: refuse the entries, down to index 0, where
+    // the refusal asks the leader for a snapshot (HandleAppendResponse).
+    pb::Message resp;
+    resp.set_type(pb::MSG_APPEND_RESPONSE);
+    resp.set_to(m.from());
+    resp.set_index(m.index());
+    resp.set_reject(true);
+    Send(std::move(resp));
+    return;
+  }
   if (m.index() < log_.Committed()) {
     // Everything up to our commit index already matches the leader's log.
     SendAppendResponse(m.from(), log_.Committed());
@@ -252,7 +284,10 @@ void Raft::HandleHeartbeat(const pb::Message& m) {
 
 void Raft::HandleSnapshot(const pb::Message& m) {
   const pb::SnapshotMetadata& meta = m.snapshot_metadata();
-  if (meta.index() <= log_.Committed()) {
+  // A joining member installs even a snapshot it is not behind (the bootstrap one at
+  // index 0), for the membership in its metadata (see HandleAppend).
+  const bool joining = Conf().voters().empty() && Conf().learners().empty();
+  if (meta.index() <= log_.Committed() && !joining) {
     SendAppendResponse(m.from(), log_.Committed());  // we are already past it
     return;
   }
@@ -282,7 +317,7 @@ void Raft::HandleSnapshot(const pb::Message& m) {
   snap.set_data(std::move(incoming_snapshot_data_));
   incoming_snapshot_data_.clear();
   incoming_snapshot_meta_.Clear();
-  if (log_.Matches(meta.index(), meta.term())) {
+  if (log_.Matches(meta.index(), meta.term()) && !joining) {
     // We hold the snapshot's last entry, hence (log matching) everything before it.
     log_.CommitTo(meta.index());
     SendAppendResponse(m.from(), log_.Committed());
