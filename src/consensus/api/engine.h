@@ -26,7 +26,8 @@
 //      machine, in order. Serve each of ready.read_states once the applied index is at
 //      least its index.
 //   4. Call Advance(ready). Step and Tick may be called while a Ready is being
-//      persisted; TakeReady may not be called again until Advance.
+//      persisted; TakeReady may not be called again until Advance. The engine does not
+//      read the Ready back at Advance: the caller may move its contents out.
 //
 // Raft (consensus/raft) and Multi-Paxos (consensus/paxos) both implement this interface
 // and contract, so storage, the state machine, the server and the simulator are
@@ -133,8 +134,9 @@ class Engine {
   virtual Status TransferLeader(NodeId target) = 0;
   // The application has a snapshot of its state at snapshot.metadata().index (which it
   // has applied): the log before it may be discarded, and the snapshot is sent to
-  // members too far behind.
-  virtual Status Compact(pb::Snapshot snapshot) = 0;
+  // members too far behind. The engine completes the metadata (term, membership) and
+  // returns it: the caller stores it with the snapshot's data.
+  virtual Result<pb::SnapshotMetadata> Compact(pb::Snapshot snapshot) = 0;
 
   virtual bool HasReady() const = 0;
   virtual Ready TakeReady() = 0;

@@ -117,9 +117,13 @@ bool Raft::StepByTerm(const pb::Message& m) {
       resp.set_type(pb::MSG_APPEND_RESPONSE);
       resp.set_to(m.from());
       Send(std::move(resp));
-    } else if (m.type() == pb::MSG_PRE_VOTE) {
+    } else if (vote_request) {
+      // §5.1: a request with a stale term is rejected with our term, so the candidate
+      // catches up. Without this a candidate whose term lags behind a member that keeps
+      // campaigning on its own (e.g. one that missed a membership change) could stay
+      // behind for ever, and the group without a leader (found by the simulator).
       pb::Message resp;
-      resp.set_type(pb::MSG_PRE_VOTE_RESPONSE);
+      resp.set_type(m.type() == pb::MSG_PRE_VOTE ? pb::MSG_PRE_VOTE_RESPONSE : pb::MSG_VOTE_RESPONSE);
       resp.set_to(m.from());
       resp.set_reject(true);
       Send(std::move(resp));
@@ -234,6 +238,13 @@ Ready Raft::TakeReady() {
   rd.snapshot = std::move(snapshot_to_install_);
   snapshot_to_install_.reset();
   rd.entries = log_.TakeUnstable();
+  // Remembered here, not read back from `rd` at Advance: the caller may have moved the
+  // entries out of the Ready while persisting them.
+  if (!rd.entries.empty()) {
+    handed_last_ = ProposalId{rd.entries.back().index(), rd.entries.back().term()};
+  } else {
+    handed_last_.reset();
+  }
   if (HardStateChanged()) {
     rd.hard_state = CurrentHardState();
     last_hard_state_ = *rd.hard_state;
@@ -249,12 +260,10 @@ Ready Raft::TakeReady() {
   return rd;
 }
 
-void Raft::Advance(const Ready& ready) {
+void Raft::Advance(const Ready&) {
   SYNOD_ASSERT(ready_outstanding_, "Advance without a Ready");
   ready_outstanding_ = false;
-  if (!ready.entries.empty()) {
-    log_.StableTo(ready.entries.back().index(), ready.entries.back().term());
-  }
+  if (handed_last_) log_.StableTo(handed_last_->index, handed_last_->term);
   // The leader's own entries now count towards a quorum.
   if (role_ == Role::kLeader && MaybeCommit()) commit_broadcast_pending_ = true;
 }
@@ -279,9 +288,12 @@ EngineStatus Raft::GetStatus() const {
   return s;
 }
 
-Status Raft::Compact(pb::Snapshot snapshot) {
+Result<pb::SnapshotMetadata> Raft::Compact(pb::Snapshot snapshot) {
   const LogIndex index = snapshot.metadata().index();
-  if (index <= log_.SnapshotIndex()) return Status::Ok();  // already compacted further
+  if (index <= log_.SnapshotIndex()) {
+    return Status(Code::kInvalidArgument, "snapshot index " + std::to_string(index) +
+                                              " is not past the current snapshot");
+  }
   if (index > log_.Applied() || index > log_.StableIndex()) {
     return Status(Code::kInvalidArgument, "snapshot index " + std::to_string(index) +
                                               " is beyond the applied index");
@@ -297,7 +309,7 @@ Status Raft::Compact(pb::Snapshot snapshot) {
   snapshot_conf_ = conf;
   std::erase_if(conf_entries_, [&](const auto& p) { return p.first <= index; });
   latest_snapshot_ = std::move(snapshot);
-  return Status::Ok();
+  return latest_snapshot_.metadata();
 }
 
 }  // namespace synod::consensus::raft

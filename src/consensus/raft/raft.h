@@ -37,7 +37,7 @@ class Raft final : public Engine {
   Result<ProposalId> ProposeConfChange(const pb::ConfChange& change) override;
   Status ReadIndex(uint64_t request_id) override;
   Status TransferLeader(NodeId target) override;
-  Status Compact(pb::Snapshot snapshot) override;
+  Result<pb::SnapshotMetadata> Compact(pb::Snapshot snapshot) override;
 
   bool HasReady() const override;
   Ready TakeReady() override;
@@ -169,6 +169,7 @@ class Raft final : public Engine {
 
   std::vector<pb::Message> msgs_;
   bool ready_outstanding_ = false;
+  std::optional<ProposalId> handed_last_;  // last entry of the outstanding Ready
 };
 
 }  // namespace synod::consensus::raft

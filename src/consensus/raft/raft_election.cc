@@ -14,7 +14,16 @@ void Raft::ResetElectionTimer() {
 }
 
 bool Raft::HeardFromLeaderRecently() const {
-  return cfg_.check_quorum && leader_ != kNoNode && election_elapsed_ < cfg_.election_ticks;
+  if (!cfg_.check_quorum) return false;
+  // Leader leases (raft_read.cc) rest on this promise: having acknowledged a leader's
+  // heartbeat, a member helps elect no other for an election timeout. A member that
+  // restarts has forgotten whom it heard from and when, so with lease reads on it
+  // keeps the promise for its first election timeout as if it had just heard from a
+  // leader; otherwise it could vote at once and a new leader could commit writes that
+  // the old one, still within its lease, would not see (test: RaftRead.AMemberThat
+  // RestartsDoesNotHelpElectAnotherLeaderWithinTheLease).
+  if (cfg_.lease_reads && ticks_ < static_cast<uint64_t>(cfg_.election_ticks)) return true;
+  return leader_ != kNoNode && election_elapsed_ < cfg_.election_ticks;
 }
 
 void Raft::BecomeFollower(Term term, NodeId leader) {

@@ -127,6 +127,8 @@ void Raft::HandleAppendResponse(const pb::Message& m) {
     pr.BecomeReplicate();
   }
   if (MaybeCommit()) commit_broadcast_pending_ = true;
+  // Committing our own removal makes us step down (and forget every Progress).
+  if (role_ != Role::kLeader) return;
   // Keep the pipeline full.
   while (pr.state == ProgressState::kReplicate && pr.next <= log_.LastIndex() &&
          !pr.IsPaused(cfg_.inflight_msgs_max)) {

@@ -1,0 +1,37 @@
+#include "sim/engine_factory.h"
+
+#include "base/assert.h"
+#include "base/rng.h"
+#include "consensus/raft/raft.h"
+
+namespace synod::sim {
+
+bool KnownEngine(const std::string& engine) { return engine == "raft"; }
+
+EngineFactory MakeEngineFactory(const std::string& engine, [[maybe_unused]] consensus::PlantedBug bug,
+                                uint64_t seed) {
+  SYNOD_ASSERT(KnownEngine(engine), "unknown engine");
+  Rng features(seed * 31 + 7);
+  consensus::raft::Config base;
+  base.election_ticks = 10;
+  base.heartbeat_ticks = 1;
+  base.pre_vote = features.Chance(0.85);
+  base.check_quorum = features.Chance(0.85);
+  base.lease_reads = base.check_quorum && features.Chance(0.25);
+  // Small bounds, so that a short run exercises them: batches split across messages,
+  // a full pipeline, snapshots sent in many chunks.
+  base.msg_bytes_max = features.Between(1, 8) * 32;
+  base.inflight_msgs_max = 4;
+  base.snapshot_chunk_bytes = 64;
+#ifdef SYNOD_PLANTED_BUGS
+  base.planted_bug = bug;
+#endif
+  return [base, seed](consensus::NodeId id, const consensus::DurableState& durable, uint64_t incarnation) {
+    consensus::raft::Config cfg = base;
+    cfg.id = id;
+    cfg.seed = seed ^ (incarnation * 0x51ed27f1ULL);
+    return std::make_unique<consensus::raft::Raft>(cfg, durable);
+  };
+}
+
+}  // namespace synod::sim

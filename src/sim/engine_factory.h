@@ -1,0 +1,23 @@
+// Builds the consensus engine a simulated member runs, by name.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "consensus/api/engine.h"
+#include "consensus/api/planted_bugs.h"
+
+namespace synod::sim {
+
+// (member id, what it recovered from disk, its incarnation) -> a fresh engine.
+using EngineFactory = std::function<std::unique_ptr<consensus::Engine>(
+    consensus::NodeId, const consensus::DurableState&, uint64_t incarnation)>;
+
+// The engine's optional features are chosen from `seed` too, so that runs cover them:
+// safety must hold with pre-vote and check-quorum on or off, and with lease reads.
+EngineFactory MakeEngineFactory(const std::string& engine, consensus::PlantedBug bug, uint64_t seed);
+
+bool KnownEngine(const std::string& engine);
+
+}  // namespace synod::sim

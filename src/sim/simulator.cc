@@ -1,0 +1,901 @@
+#include "sim/simulator.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <optional>
+#include <queue>
+#include <set>
+#include <sstream>
+#include <vector>
+
+#include "base/assert.h"
+#include "base/rng.h"
+#include "check/linearizability.h"
+#include "sim/engine_factory.h"
+#include "sim/invariants.h"
+#include "sim/kv_state_machine.h"
+
+namespace synod::sim {
+
+using consensus::DurableState;
+using consensus::Engine;
+using consensus::PlantedBug;
+using consensus::ProposalId;
+using consensus::Ready;
+using consensus::Role;
+
+FaultSet FaultSet::All() {
+  return {true, true, true, true, true, true, true};
+}
+
+Result<FaultSet> FaultSet::Parse(const std::string& text) {
+  if (text == "all") return All();
+  FaultSet f;
+  if (text == "none" || text.empty()) return f;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item == "crash") f.crash = true;
+    else if (item == "partition") f.partition = true;
+    else if (item == "loss") f.loss = true;
+    else if (item == "duplicate") f.duplicate = true;
+    else if (item == "reorder") f.reorder = true;
+    else if (item == "membership") f.membership = true;
+    else if (item == "transfer") f.transfer = true;
+    else return Status(Code::kInvalidArgument, "unknown fault '" + item + "'");
+  }
+  return f;
+}
+
+std::string FaultSet::ToString() const {
+  std::vector<std::string> names;
+  if (crash) names.push_back("crash");
+  if (partition) names.push_back("partition");
+  if (loss) names.push_back("loss");
+  if (duplicate) names.push_back("duplicate");
+  if (reorder) names.push_back("reorder");
+  if (membership) names.push_back("membership");
+  if (transfer) names.push_back("transfer");
+  if (names.size() == 7) return "all";
+  if (names.empty()) return "none";
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ",") + n;
+  return out;
+}
+
+bool PlantedBugsCompiledIn() {
+#ifdef SYNOD_PLANTED_BUGS
+  return true;
+#else
+  return false;
+#endif
+}
+
+namespace {
+
+constexpr int64_t kMs = 1000;  // simulated time is in microseconds
+
+// ---------------------------------------------------------------------------------
+// The pieces of a simulated cluster.
+
+// What survives a crash: exactly what was fsynced.
+struct Disk {
+  pb::HardState hard_state;
+  pb::Snapshot snapshot;
+  std::vector<pb::Entry> entries;  // after snapshot.metadata().index()
+};
+
+// A client request a member is working on; answered when its entry is applied.
+struct PendingRequest {
+  int client = 0;
+  uint64_t op_id = 0;
+  ProposalId proposal;  // writes
+};
+
+struct Node {
+  NodeId id = 0;
+  bool up = true;
+  uint64_t incarnation = 0;  // rises at each crash: events of an old life are void
+  std::unique_ptr<Engine> engine;
+  Disk disk;
+  KvStateMachine state;
+  LogIndex applied = 0;
+  std::optional<Ready> persisting;  // a Ready whose fsync is under way
+  Term term = 0;
+  Term checked_leader_term = 0;
+  std::map<LogIndex, PendingRequest> writes;     // by proposal index
+  std::map<uint64_t, PendingRequest> reads;      // by read request id
+  std::multimap<LogIndex, PendingRequest> reads_to_serve;  // confirmed, waiting to apply
+};
+
+enum class OpType { kPut, kGet, kCas };
+
+struct Client {
+  int id = 0;
+  uint64_t op_id = 0;         // current operation (0: idle)
+  size_t history_slot = 0;    // its record in the history
+  OpType type = OpType::kGet;
+  KvCommand command;
+  std::string key;
+  NodeId target = 1;
+  std::optional<std::string> last_read;  // feeds compare-and-swap expectations
+};
+
+enum class EventKind {
+  kDeliver,      // a peer message reaches a member
+  kTick,         // a member's clock ticks
+  kPersisted,    // a member's fsync completes
+  kRequest,      // a client request reaches a member
+  kReply,        // a member's answer reaches a client
+  kClientStart,  // a client begins its next operation
+  kClientTimeout,
+  kFault,        // the fault scheduler acts
+  kRestart,      // a crashed member comes back
+  kHealLink,     // a partition ends
+  kLivenessPhase,
+  kEnd,
+};
+
+struct Reply {
+  enum class Kind { kDone, kRetry } kind = Kind::kRetry;
+  NodeId leader_hint = 0;
+  bool cas_ok = false;
+  std::optional<std::string> read;
+};
+
+struct Event {
+  int64_t time = 0;
+  uint64_t seq = 0;  // ties broken by scheduling order: determinism
+  EventKind kind = EventKind::kTick;
+  NodeId node = 0;
+  uint64_t incarnation = 0;
+  int client = 0;
+  uint64_t op_id = 0;
+  pb::Message message;
+  Reply reply;
+  NodeId link_from = 0, link_to = 0;
+};
+
+struct EventOrder {
+  bool operator()(const Event* a, const Event* b) const {
+    return a->time != b->time ? a->time > b->time : a->seq > b->seq;
+  }
+};
+
+// ---------------------------------------------------------------------------------
+
+class Simulation {
+ public:
+  explicit Simulation(const SimOptions& o)
+      : opt_(o), rng_(o.seed), factory_(MakeEngineFactory(o.engine, o.planted_bug, o.seed)) {}
+
+  SimResult Run();
+
+ private:
+  // Scheduling.
+  Event* NewEvent(int64_t delay_us, EventKind kind);
+  void Trace(const std::string& line);
+
+  // Members.
+  Node& N(NodeId id) { return nodes_.at(id); }
+  void StartNode(Node& n);
+  void Crash(Node& n);
+  void Restart(Node& n);
+  void PumpReady(Node& n);
+  void CompletePersist(Node& n);
+  void ApplyCommitted(Node& n, const std::vector<pb::Entry>& entries);
+  void ServeReads(Node& n);
+  void MaybeSnapshot(Node& n);
+  void ObserveRole(Node& n, const Ready& rd);
+  std::optional<NodeId> Leader();
+  std::string DescribeNode(Node& n);
+
+  // Network.
+  void Send(NodeId from, pb::Message m);
+  bool LinkOpen(NodeId from, NodeId to) const { return !blocked_.count({from, to}); }
+  int64_t Latency();
+
+  // Clients.
+  void ClientStart(Client& c);
+  void ClientSend(Client& c, int64_t delay_us);
+  void HandleRequest(Node& n, const Event& ev);
+  void HandleReply(Client& c, const Event& ev);
+  void AnswerClient(const PendingRequest& r, Reply reply);
+
+  // Faults.
+  void ScheduleNextFault();
+  void Fault();
+  void FaultPartition();
+  void FaultMembership();
+  void StartLivenessPhase();
+
+  void CheckLogMatching();
+  void CheckLinearizability();
+  void Fail(const std::string& what);
+
+  SimOptions opt_;
+  Rng rng_;
+  EngineFactory factory_;
+  InvariantChecker checker_;
+  int64_t now_ = 0;
+  uint64_t seq_ = 0;
+  std::priority_queue<Event*, std::vector<Event*>, EventOrder> queue_;
+  std::deque<Event> event_pool_;
+  std::vector<Event*> free_events_;
+
+  std::map<NodeId, Node> nodes_;
+  std::set<std::pair<NodeId, NodeId>> blocked_;  // one-way links cut
+  std::vector<Client> clients_;
+  std::vector<check::KvOperation> history_;
+  uint64_t next_op_id_ = 1;
+  uint64_t next_read_id_ = 1;
+  bool liveness_phase_ = false;
+  int64_t liveness_start_ = 0;
+  uint64_t ops_ok_at_liveness_ = 0;
+  bool done_ = false;
+
+  double loss_ = 0, duplicate_ = 0;
+  std::deque<std::string> trace_;
+  SimResult result_;
+};
+
+Event* Simulation::NewEvent(int64_t delay_us, EventKind kind) {
+  Event* ev;
+  if (!free_events_.empty()) {
+    ev = free_events_.back();
+    free_events_.pop_back();
+    *ev = Event{};
+  } else {
+    event_pool_.emplace_back();
+    ev = &event_pool_.back();
+  }
+  ev->time = now_ + std::max<int64_t>(delay_us, 0);
+  ev->seq = seq_++;
+  ev->kind = kind;
+  queue_.push(ev);
+  return ev;
+}
+
+void Simulation::Trace(const std::string& line) {
+  char stamp[32];
+  std::snprintf(stamp, sizeof stamp, "[%9.3fms] ", static_cast<double>(now_) / kMs);
+  std::string full = stamp + line;
+  if (opt_.trace) std::printf("%s\n", full.c_str());
+  trace_.push_back(std::move(full));
+  if (trace_.size() > 60) trace_.pop_front();
+}
+
+void Simulation::Fail(const std::string& what) {
+  if (!result_.ok) return;
+  result_.ok = false;
+  result_.violation = what;
+  Trace("VIOLATION: " + what);
+  done_ = true;
+}
+
+// ---------------------------------------------------------------------------------
+// Members: start, crash, restart, and the persist → send → apply → advance loop.
+
+void Simulation::StartNode(Node& n) {
+  DurableState durable{n.disk.hard_state, n.disk.snapshot, n.disk.entries};
+  n.engine = factory_(n.id, durable, n.incarnation);
+  n.state.Restore(n.disk.snapshot.data());
+  n.applied = n.disk.snapshot.metadata().index();
+  n.term = n.disk.hard_state.term();
+  n.up = true;
+  Event* tick = NewEvent(static_cast<int64_t>(rng_.Below(opt_.tick_ms * kMs)), EventKind::kTick);
+  tick->node = n.id;
+  tick->incarnation = n.incarnation;
+}
+
+void Simulation::Crash(Node& n) {
+  // Everything not fsynced is gone: the Ready being persisted, the engine's memory,
+  // the state machine (rebuilt from the snapshot and the log), pending requests.
+  n.up = false;
+  n.incarnation++;
+  n.persisting.reset();
+  n.engine.reset();
+  n.writes.clear();
+  n.reads.clear();
+  n.reads_to_serve.clear();
+  result_.stats.crashes++;
+  Trace("crash n" + std::to_string(n.id));
+}
+
+void Simulation::Restart(Node& n) {
+  if (n.up) return;
+  StartNode(n);
+  Trace("restart n" + std::to_string(n.id) + " (term " + std::to_string(n.term) + ", log " +
+        std::to_string(n.disk.snapshot.metadata().index()) + "+" + std::to_string(n.disk.entries.size()) + ")");
+  PumpReady(n);
+}
+
+void Simulation::PumpReady(Node& n) {
+  while (n.up && !n.persisting && n.engine->HasReady() && !done_) {
+    Ready rd = n.engine->TakeReady();
+    ObserveRole(n, rd);
+    const bool ack_before_fsync = opt_.planted_bug == PlantedBug::kAckBeforeFsync;
+    if (ack_before_fsync) {
+      for (auto& m : rd.messages) Send(n.id, std::move(m));  // planted: before the fsync
+      rd.messages.clear();
+    }
+    const bool needs_fsync = rd.hard_state || !rd.entries.empty() || rd.snapshot;
+    n.persisting = std::move(rd);
+    if (!needs_fsync) {
+      CompletePersist(n);
+      continue;
+    }
+    // An fsync takes 0.1 to 2 ms; a crash before it completes loses the whole batch.
+    Event* ev = NewEvent(static_cast<int64_t>(rng_.Between(100, 2000)), EventKind::kPersisted);
+    ev->node = n.id;
+    ev->incarnation = n.incarnation;
+    return;
+  }
+}
+
+void Simulation::ObserveRole(Node& n, const Ready& rd) {
+  if (rd.hard_state) n.term = rd.hard_state->term();
+  if (rd.role == Role::kLeader && n.checked_leader_term < n.term) {
+    checker_.OnLeader(n.id, n.term);
+    result_.stats.leaders_elected++;
+    Trace("n" + std::to_string(n.id) + " becomes leader of term " + std::to_string(n.term));
+  }
+}
+
+void Simulation::CompletePersist(Node& n) {
+  Ready rd = std::move(*n.persisting);
+  n.persisting.reset();
+  Disk& disk = n.disk;
+  if (rd.snapshot) {
+    disk.snapshot = *rd.snapshot;
+    disk.entries.clear();  // the leader's snapshot replaces this member's whole log
+  }
+  if (!rd.entries.empty()) {
+    const LogIndex first = rd.entries.front().index();
+    const LogIndex base = disk.snapshot.metadata().index();
+    SYNOD_ASSERT(first > base, "entries to persist must follow the snapshot");
+    disk.entries.resize(std::min<size_t>(disk.entries.size(), first - base - 1));
+    SYNOD_ASSERT(disk.entries.size() == first - base - 1, "persisted entries must be contiguous");
+    for (auto& e : rd.entries) disk.entries.push_back(std::move(e));
+  }
+  if (rd.hard_state) {
+    checker_.OnDurableHardState(n.id, disk.hard_state, *rd.hard_state);
+    // Every entry this member now durably calls committed joins the committed record,
+    // before anyone applies it: a leader elected without it is caught at once.
+    const LogIndex base = disk.snapshot.metadata().index();
+    for (LogIndex i = std::max(disk.hard_state.commit(), base) + 1;
+         i <= rd.hard_state->commit() && i - base <= disk.entries.size(); ++i) {
+      checker_.OnCommitted(n.id, rd.hard_state->term(), disk.entries[i - base - 1]);
+    }
+    disk.hard_state = *rd.hard_state;
+  }
+  // Durable: now the messages may promise it.
+  for (auto& m : rd.messages) Send(n.id, std::move(m));
+  if (rd.snapshot) {
+    const auto& meta = rd.snapshot->metadata();
+    checker_.OnSnapshotInstalled(n.id, meta.index(), meta.term());
+    n.state.Restore(rd.snapshot->data());
+    n.applied = meta.index();
+    result_.stats.snapshots_sent++;
+    Trace("n" + std::to_string(n.id) + " installs snapshot at " + std::to_string(meta.index()));
+    // Requests whose entries the snapshot covers cannot be matched any more: their
+    // clients time out (the outcome is unknown to them).
+    n.writes.erase(n.writes.begin(), n.writes.upper_bound(meta.index()));
+  }
+  ApplyCommitted(n, rd.committed_entries);
+  for (const auto& rs : rd.read_states) {
+    auto it = n.reads.find(rs.request_id);
+    if (it == n.reads.end()) continue;
+    n.reads_to_serve.emplace(rs.index, it->second);
+    n.reads.erase(it);
+  }
+  ServeReads(n);
+  if (rd.role == Role::kLeader && n.checked_leader_term < n.term) {
+    n.checked_leader_term = n.term;
+    checker_.CheckLeaderCompleteness(n.id, n.term, disk.snapshot.metadata().index(), disk.entries);
+  }
+  n.engine->Advance(rd);
+  MaybeSnapshot(n);
+  if (!checker_.ok()) Fail(checker_.violation());
+}
+
+void Simulation::ApplyCommitted(Node& n, const std::vector<pb::Entry>& entries) {
+  for (const auto& e : entries) {
+    checker_.OnApplied(n.id, n.term, e);
+    SYNOD_ASSERT(e.index() == n.applied + 1 || !checker_.ok(), "entries are applied in order");
+    n.applied = e.index();
+    std::optional<bool> effect;
+    if (e.type() == pb::ENTRY_NORMAL && !e.data().empty()) {
+      auto cmd = KvCommand::Decode(e.data());
+      SYNOD_ASSERT(cmd.has_value(), "the simulator only proposes commands it encoded");
+      effect = n.state.Apply(*cmd);
+    }
+    if (e.type() == pb::ENTRY_CONF_CHANGE) {
+      pb::ConfChange cc;
+      cc.ParseFromString(e.data());
+      Trace("n" + std::to_string(n.id) + " applies membership change " +
+            pb::ConfChangeType_Name(cc.type()) + " n" + std::to_string(cc.node_id()));
+    }
+    auto it = n.writes.find(e.index());
+    if (it == n.writes.end()) continue;
+    Reply reply;
+    if (it->second.proposal.term == e.term()) {
+      reply.kind = Reply::Kind::kDone;
+      reply.cas_ok = effect.value_or(false);
+    }  // else: another entry took that index; the proposal is lost: retry
+    AnswerClient(it->second, reply);
+    n.writes.erase(it);
+  }
+  result_.stats.committed = std::max(result_.stats.committed, n.applied);
+}
+
+void Simulation::ServeReads(Node& n) {
+  while (!n.reads_to_serve.empty() && n.reads_to_serve.begin()->first <= n.applied) {
+    const PendingRequest r = n.reads_to_serve.begin()->second;
+    n.reads_to_serve.erase(n.reads_to_serve.begin());
+    Reply reply;
+    reply.kind = Reply::Kind::kDone;
+    reply.read = n.state.Get(clients_[r.client].key);
+    AnswerClient(r, reply);
+  }
+}
+
+void Simulation::MaybeSnapshot(Node& n) {
+  const LogIndex base = n.disk.snapshot.metadata().index();
+  if (n.applied < base + static_cast<LogIndex>(opt_.snapshot_every)) return;
+  pb::Snapshot snap;
+  snap.mutable_metadata()->set_index(n.applied);
+  snap.set_data(n.state.Snapshot());
+  auto meta = n.engine->Compact(snap);
+  if (!meta.ok()) return;  // e.g. not yet durable; try again later
+  // The snapshot file is written and fsynced, then the log prefix it covers dropped.
+  *snap.mutable_metadata() = meta.value();
+  const LogIndex index = meta.value().index();
+  auto& entries = n.disk.entries;
+  entries.erase(entries.begin(), entries.begin() + static_cast<long>(index - base));
+  n.disk.snapshot = std::move(snap);
+}
+
+std::string Simulation::DescribeNode(Node& n) {
+  std::string out = "n" + std::to_string(n.id) + (n.up ? "" : " (down)");
+  if (!n.up) return out;
+  const auto s = n.engine->GetStatus();
+  out += ": " + std::string(consensus::RoleName(s.role)) + " term " + std::to_string(s.term) +
+         " leader n" + std::to_string(s.leader) + " commit " + std::to_string(s.commit) + " applied " +
+         std::to_string(n.applied) + " log " + std::to_string(s.first_index) + ".." +
+         std::to_string(s.last_index) + " voters {";
+  for (NodeId v : s.conf_state.voters()) out += " n" + std::to_string(v);
+  out += " } learners {";
+  for (NodeId v : s.conf_state.learners()) out += " n" + std::to_string(v);
+  out += " }";
+  for (const auto& [id, p] : s.peers) {
+    out += " | n" + std::to_string(id) + " match " + std::to_string(p.match) + " next " +
+           std::to_string(p.next) + " " + p.state;
+  }
+  return out;
+}
+
+std::optional<NodeId> Simulation::Leader() {
+  std::optional<NodeId> best;
+  Term best_term = 0;
+  for (auto& [id, n] : nodes_) {
+    if (!n.up) continue;
+    auto s = n.engine->GetStatus();
+    if (s.role == Role::kLeader && s.term >= best_term) {
+      best = id;
+      best_term = s.term;
+    }
+  }
+  return best;
+}
+
+// ---------------------------------------------------------------------------------
+// Network.
+
+int64_t Simulation::Latency() {
+  if (!opt_.faults.reorder) return 1000;  // 1 ms, FIFO
+  // Mostly 0.5-3 ms; now and then a long delay that lets a message arrive very late.
+  if (rng_.Chance(0.01)) return static_cast<int64_t>(rng_.Between(50, 400)) * kMs;
+  return static_cast<int64_t>(rng_.Between(500, 3000));
+}
+
+void Simulation::Send(NodeId from, pb::Message m) {
+  result_.stats.messages_sent++;
+  const NodeId to = m.to();
+  if (!nodes_.count(to) || !LinkOpen(from, to) || rng_.Chance(loss_)) {
+    result_.stats.messages_dropped++;
+    return;
+  }
+  const int copies = rng_.Chance(duplicate_) ? 2 : 1;
+  for (int i = 0; i < copies; ++i) {
+    Event* ev = NewEvent(Latency(), EventKind::kDeliver);
+    ev->node = to;
+    ev->link_from = from;
+    ev->message = i + 1 < copies ? m : std::move(m);
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Clients: each runs one operation at a time: put, get (ReadIndex) or compare-and-swap
+// on a few keys, retrying on redirects until answered or timed out.
+
+void Simulation::ClientStart(Client& c) {
+  c.op_id = next_op_id_++;
+  c.key = "k" + std::to_string(rng_.Below(opt_.keys));
+  check::KvOperation op;
+  op.client = c.id;
+  op.key = c.key;
+  op.call_time = now_;
+  op.completed = false;
+  const uint64_t dice = rng_.Below(10);
+  const std::string value = "c" + std::to_string(c.id) + "-" + std::to_string(c.op_id);
+  if (dice < 4) {
+    c.type = OpType::kGet;
+    op.kind = check::OpKind::kGet;
+  } else if (dice < 8) {
+    c.type = OpType::kPut;
+    c.command = KvCommand{KvCommand::Kind::kPut, c.key, value, std::nullopt};
+    op.kind = check::OpKind::kPut;
+    op.value = value;
+  } else {
+    c.type = OpType::kCas;
+    c.command = KvCommand{KvCommand::Kind::kCas, c.key, value, c.last_read};
+    op.kind = check::OpKind::kCas;
+    op.value = value;
+    op.expected = c.last_read;
+  }
+  c.history_slot = history_.size();
+  history_.push_back(std::move(op));
+  Event* timeout = NewEvent(1500 * kMs, EventKind::kClientTimeout);
+  timeout->client = c.id;
+  timeout->op_id = c.op_id;
+  ClientSend(c, 0);
+}
+
+void Simulation::ClientSend(Client& c, int64_t delay_us) {
+  Event* ev = NewEvent(delay_us + 500, EventKind::kRequest);
+  ev->node = c.target;
+  ev->client = c.id;
+  ev->op_id = c.op_id;
+}
+
+void Simulation::HandleRequest(Node& n, const Event& ev) {
+  Client& c = clients_[ev.client];
+  if (c.op_id != ev.op_id) return;
+  PendingRequest req{c.id, c.op_id, {}};
+  Status status;
+  if (c.type == OpType::kGet) {
+    const uint64_t read_id = next_read_id_++;
+    status = n.engine->ReadIndex(read_id);
+    if (status.ok()) n.reads[read_id] = req;
+  } else {
+    auto proposed = n.engine->Propose(c.command.Encode());
+    status = proposed.status();
+    if (proposed.ok()) {
+      req.proposal = proposed.value();
+      n.writes[req.proposal.index] = req;
+    }
+  }
+  if (opt_.trace) {
+    Trace("n" + std::to_string(n.id) + " gets client " + std::to_string(c.id) + " op " +
+          std::to_string(c.op_id) + ": " + (status.ok() ? "accepted" : status.message()));
+  }
+  if (!status.ok()) {
+    Reply reply;
+    reply.leader_hint = n.engine->GetStatus().leader;
+    AnswerClient(req, reply);
+  }
+  PumpReady(n);
+}
+
+void Simulation::AnswerClient(const PendingRequest& r, Reply reply) {
+  Event* ev = NewEvent(500, EventKind::kReply);
+  ev->client = r.client;
+  ev->op_id = r.op_id;
+  ev->reply = std::move(reply);
+}
+
+void Simulation::HandleReply(Client& c, const Event& ev) {
+  if (c.op_id != ev.op_id) return;  // an answer to an operation given up on
+  if (ev.reply.kind == Reply::Kind::kRetry) {
+    const NodeId hint = ev.reply.leader_hint;
+    c.target = hint != 0 && nodes_.count(hint) ? hint : 1 + rng_.Below(nodes_.size());
+    ClientSend(c, hint != 0 ? 1000 : 20 * kMs);
+    return;
+  }
+  check::KvOperation& op = history_[c.history_slot];
+  op.completed = true;
+  op.return_time = now_;
+  if (c.type == OpType::kGet) {
+    op.read = ev.reply.read;
+    c.last_read = ev.reply.read;
+  } else if (c.type == OpType::kCas) {
+    op.cas_succeeded = ev.reply.cas_ok;
+  }
+  if (opt_.trace) Trace("client " + std::to_string(c.id) + ": " + check::FormatOperation(op));
+  result_.stats.ops_ok++;
+  c.op_id = 0;
+  Event* next = NewEvent(static_cast<int64_t>(rng_.Between(0, 20)) * kMs, EventKind::kClientStart);
+  next->client = c.id;
+}
+
+// ---------------------------------------------------------------------------------
+// Faults.
+
+void Simulation::ScheduleNextFault() {
+  NewEvent(static_cast<int64_t>(rng_.Between(opt_.fault_interval_ms_min, opt_.fault_interval_ms_max)) * kMs,
+           EventKind::kFault);
+}
+
+void Simulation::Fault() {
+  if (liveness_phase_) return;
+  ScheduleNextFault();
+  std::vector<int> kinds;  // what this run may do
+  if (opt_.faults.crash) kinds.insert(kinds.end(), {0, 0, 0});
+  if (opt_.faults.partition) kinds.insert(kinds.end(), {1, 1, 2});
+  if (opt_.faults.membership) kinds.push_back(3);
+  if (opt_.faults.transfer) kinds.push_back(4);
+  if (kinds.empty()) return;
+  switch (kinds[rng_.Below(kinds.size())]) {
+    case 0: {  // crash one member, or now and then all of them
+      std::vector<NodeId> up;
+      for (auto& [id, n] : nodes_) {
+        if (n.up) up.push_back(id);
+      }
+      if (up.empty()) break;
+      // The leader is the most interesting member to lose: half the crashes pick it.
+      const auto leader = Leader();
+      if (leader && rng_.Chance(0.5)) {
+        up = {*leader};
+      } else if (!rng_.Chance(0.05)) {
+        up = {up[rng_.Below(up.size())]};
+      }
+      for (NodeId id : up) {
+        Crash(N(id));
+        Event* ev = NewEvent(static_cast<int64_t>(rng_.Between(20, 1500)) * kMs, EventKind::kRestart);
+        ev->node = id;
+      }
+      break;
+    }
+    case 1: FaultPartition(); break;
+    case 2: {  // heal everything
+      if (!blocked_.empty()) Trace("network heals");
+      blocked_.clear();
+      break;
+    }
+    case 3: FaultMembership(); break;
+    case 4: {
+      if (auto leader = Leader()) {
+        auto voters = N(*leader).engine->GetStatus().conf_state.voters();
+        const NodeId target = voters[rng_.Below(voters.size())];
+        if (N(*leader).engine->TransferLeader(target).ok() && target != *leader) {
+          result_.stats.transfers++;
+          Trace("n" + std::to_string(*leader) + " transfers leadership to n" + std::to_string(target));
+        }
+        PumpReady(N(*leader));
+      }
+      break;
+    }
+  }
+}
+
+void Simulation::FaultPartition() {
+  result_.stats.partitions++;
+  std::vector<NodeId> ids;
+  for (auto& [id, n] : nodes_) ids.push_back(id);
+  if (rng_.Chance(0.3)) {
+    // One-way: `from` can no longer reach `to`, but hears from it.
+    const NodeId from = ids[rng_.Below(ids.size())];
+    NodeId to = ids[rng_.Below(ids.size())];
+    if (to == from) to = ids[(rng_.Below(ids.size() - 1) + 1 + (from - 1)) % ids.size()];
+    blocked_.insert({from, to});
+    Trace("link n" + std::to_string(from) + " -> n" + std::to_string(to) + " cut");
+    Event* heal = NewEvent(static_cast<int64_t>(rng_.Between(100, 2000)) * kMs, EventKind::kHealLink);
+    heal->link_from = from;
+    heal->link_to = to;
+    return;
+  }
+  // Full partition: a random side, cut both ways from the rest; half the time the
+  // leader alone.
+  std::set<NodeId> side;
+  const auto leader = Leader();
+  if (leader && rng_.Chance(0.5)) {
+    side.insert(*leader);
+  } else {
+    for (NodeId id : ids) {
+      if (rng_.Chance(0.5)) side.insert(id);
+    }
+  }
+  for (NodeId a : ids) {
+    for (NodeId b : ids) {
+      if (side.count(a) != side.count(b)) blocked_.insert({a, b});
+    }
+  }
+  std::string left, right;
+  for (NodeId id : ids) (side.count(id) ? left : right) += "n" + std::to_string(id) + " ";
+  Trace("partition { " + left + "} | { " + right + "}");
+}
+
+void Simulation::FaultMembership() {
+  auto leader = Leader();
+  if (!leader) return;
+  Engine& engine = *N(*leader).engine;
+  const auto conf = engine.GetStatus().conf_state;
+  std::set<NodeId> voters(conf.voters().begin(), conf.voters().end());
+  std::set<NodeId> learners(conf.learners().begin(), conf.learners().end());
+  pb::ConfChange cc;
+  // Cycle one member at a time through: voter → removed → learner → voter.
+  std::vector<NodeId> outside, learner_ids(learners.begin(), learners.end());
+  for (auto& [id, n] : nodes_) {
+    if (!voters.count(id) && !learners.count(id)) outside.push_back(id);
+  }
+  if (!learner_ids.empty()) {
+    cc.set_type(pb::CONF_ADD_VOTER);
+    cc.set_node_id(learner_ids[rng_.Below(learner_ids.size())]);
+  } else if (!outside.empty()) {
+    cc.set_type(pb::CONF_ADD_LEARNER);
+    cc.set_node_id(outside[rng_.Below(outside.size())]);
+  } else if (voters.size() >= 3) {
+    std::vector<NodeId> v(voters.begin(), voters.end());
+    cc.set_type(pb::CONF_REMOVE);
+    cc.set_node_id(v[rng_.Below(v.size())]);
+  } else {
+    return;
+  }
+  auto proposed = engine.ProposeConfChange(cc);
+  if (proposed.ok()) {
+    result_.stats.conf_changes++;
+    Trace("n" + std::to_string(*leader) + " proposes " + pb::ConfChangeType_Name(cc.type()) + " n" +
+          std::to_string(cc.node_id()) + " at index " + std::to_string(proposed.value().index));
+  }
+  PumpReady(N(*leader));
+}
+
+void Simulation::StartLivenessPhase() {
+  liveness_phase_ = true;
+  liveness_start_ = now_;
+  ops_ok_at_liveness_ = result_.stats.ops_ok;
+  blocked_.clear();
+  loss_ = duplicate_ = 0;
+  Trace("liveness phase: the network heals and every crashed member restarts");
+  for (auto& [id, n] : nodes_) Restart(n);
+}
+
+// ---------------------------------------------------------------------------------
+// Checks that look at the whole cluster.
+
+void Simulation::CheckLogMatching() {
+  std::map<NodeId, std::vector<pb::Entry>> logs;
+  for (auto& [id, n] : nodes_) logs[id] = n.disk.entries;
+  checker_.CheckLogMatching(logs);
+  if (!checker_.ok()) Fail(checker_.violation());
+}
+
+void Simulation::CheckLinearizability() {
+  auto res = check::CheckKvLinearizability(history_, 2'000'000);
+  if (res.verdict == check::CheckResult::Verdict::kNotLinearizable) {
+    Fail("linearizability: the history of key " + res.key + " is not linearizable\n" + res.explanation);
+  } else if (res.verdict == check::CheckResult::Verdict::kUnknown) {
+    result_.stats.linearizability_unknown = true;
+  }
+}
+
+// ---------------------------------------------------------------------------------
+
+SimResult Simulation::Run() {
+  loss_ = opt_.faults.loss ? 0.02 : 0;
+  duplicate_ = opt_.faults.duplicate ? 0.02 : 0;
+  for (int i = 1; i <= opt_.nodes; ++i) {
+    Node& n = nodes_[i];
+    n.id = i;
+    for (int v = 1; v <= opt_.nodes; ++v) n.disk.snapshot.mutable_metadata()->mutable_conf_state()->add_voters(v);
+  }
+  for (auto& [id, n] : nodes_) StartNode(n);
+  clients_.resize(opt_.clients);
+  for (int i = 0; i < opt_.clients; ++i) {
+    clients_[i].id = i;
+    clients_[i].target = 1 + rng_.Below(opt_.nodes);
+    Event* ev = NewEvent(static_cast<int64_t>(rng_.Between(100, 300)) * kMs, EventKind::kClientStart);
+    ev->client = i;
+  }
+  ScheduleNextFault();
+  NewEvent(opt_.fault_ms * kMs, EventKind::kLivenessPhase);
+  NewEvent((opt_.fault_ms + opt_.liveness_ms) * kMs, EventKind::kEnd);
+
+  while (!done_ && !queue_.empty()) {
+    Event* ev = queue_.top();
+    queue_.pop();
+    now_ = ev->time;
+    result_.stats.events++;
+    switch (ev->kind) {
+      case EventKind::kDeliver: {
+        Node& n = N(ev->node);
+        if (n.up && LinkOpen(ev->link_from, ev->node)) {
+          n.engine->Step(ev->message);
+          PumpReady(n);
+        }
+        break;
+      }
+      case EventKind::kTick: {
+        Node& n = N(ev->node);
+        if (!n.up || n.incarnation != ev->incarnation) break;
+        n.engine->Tick();
+        PumpReady(n);
+        Event* next = NewEvent(opt_.tick_ms * kMs, EventKind::kTick);
+        next->node = n.id;
+        next->incarnation = n.incarnation;
+        break;
+      }
+      case EventKind::kPersisted: {
+        Node& n = N(ev->node);
+        if (n.up && n.incarnation == ev->incarnation && n.persisting) {
+          CompletePersist(n);
+          PumpReady(n);
+        }
+        break;
+      }
+      case EventKind::kRequest: {
+        Node& n = N(ev->node);
+        if (n.up) HandleRequest(n, *ev);
+        break;
+      }
+      case EventKind::kReply: HandleReply(clients_[ev->client], *ev); break;
+      case EventKind::kClientStart: ClientStart(clients_[ev->client]); break;
+      case EventKind::kClientTimeout: {
+        Client& c = clients_[ev->client];
+        if (c.op_id != ev->op_id) break;
+        result_.stats.ops_timed_out++;  // outcome unknown: stays incomplete in the history
+        c.op_id = 0;
+        c.target = 1 + rng_.Below(nodes_.size());
+        Event* next = NewEvent(0, EventKind::kClientStart);
+        next->client = c.id;
+        break;
+      }
+      case EventKind::kFault: Fault(); break;
+      case EventKind::kRestart:
+        if (!liveness_phase_) Restart(N(ev->node));
+        break;
+      case EventKind::kHealLink: blocked_.erase({ev->link_from, ev->link_to}); break;
+      case EventKind::kLivenessPhase: StartLivenessPhase(); break;
+      case EventKind::kEnd:
+        done_ = true;
+        if (result_.stats.ops_ok == ops_ok_at_liveness_) {
+          for (auto& [id, n] : nodes_) Trace(DescribeNode(n));
+          Fail("liveness: no client operation completed in the " + std::to_string(opt_.liveness_ms) +
+               " ms after the network healed and every member restarted");
+        }
+        break;
+    }
+    free_events_.push_back(ev);
+    if (result_.stats.events % 2000 == 0) CheckLogMatching();
+  }
+  result_.stats.simulated_ms = now_ / kMs;
+  if (result_.ok) CheckLogMatching();
+  if (result_.ok) CheckLinearizability();
+  for (const auto& line : trace_) result_.trace_tail += line + "\n";
+  std::ostringstream replay;
+  replay << "synod-sim --engine " << opt_.engine << " --nodes " << opt_.nodes << " --seed " << opt_.seed
+         << " --faults " << opt_.faults.ToString() << " --fault-ms " << opt_.fault_ms << " --trace";
+  if (opt_.planted_bug != PlantedBug::kNone) {
+    replay << " --planted-bug " << consensus::PlantedBugName(opt_.planted_bug);
+  }
+  result_.replay_command = replay.str();
+  return result_;
+}
+
+}  // namespace
+
+SimResult RunSimulation(const SimOptions& options) {
+  if (options.planted_bug != PlantedBug::kNone && !PlantedBugsCompiledIn()) {
+    SimResult r;
+    r.ok = false;
+    r.violation = "planted bugs are compiled only into test builds";
+    return r;
+  }
+  Simulation sim(options);
+  return sim.Run();
+}
+
+}  // namespace synod::sim
