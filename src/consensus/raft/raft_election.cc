@@ -20,8 +20,8 @@ bool Raft::HeardFromLeaderRecently() const {
   // restarts has forgotten whom it heard from and when, so with lease reads on it
   // keeps the promise for its first election timeout as if it had just heard from a
   // leader; otherwise it could vote at once and a new leader could commit writes that
-  // the old one, still within its lease, would not see (test: RaftRead.AMemberThat
-  // RestartsDoesNotHelpElectAnotherLeaderWithinTheLease).
+  // the old one, still within its lease, would not see. (Test: RaftRead.
+  // AMemberThatRestartsDoesNotHelpElectAnotherLeaderWithinTheLease.)
   if (cfg_.lease_reads && ticks_ < static_cast<uint64_t>(cfg_.election_ticks)) return true;
   return leader_ != kNoNode && election_elapsed_ < cfg_.election_ticks;
 }

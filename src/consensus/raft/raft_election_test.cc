@@ -85,6 +85,24 @@ TEST(RaftElection, ACandidateWithoutAMajorityDoesNotBecomeLeader) {
   EXPECT_EQ(c.Leader(), kNoNode);
 }
 
+// The network may duplicate a message: a vote still counts once per voter.
+TEST(RaftElection, ADuplicatedVoteCountsOnce) {
+  Cluster c(5, NoPreVote);
+  c.Isolate(3);
+  c.Isolate(4);
+  c.Isolate(5);
+  for (int i = 0; i < 40 && c.RoleOf(1) != Role::kCandidate; ++i) c.Tick(1);
+  c.Stabilize();  // member 2 grants its vote
+  ASSERT_EQ(c.RoleOf(1), Role::kCandidate);
+  const auto grants = c.Sent(pb::MSG_VOTE_RESPONSE, 2, 1);
+  ASSERT_EQ(grants.size(), 1u);
+  ASSERT_FALSE(grants[0].reject());
+  c.InFlight().push_back(grants[0]);
+  c.InFlight().push_back(grants[0]);
+  c.Stabilize();
+  EXPECT_EQ(c.RoleOf(1), Role::kCandidate) << "two of five votes made it leader";
+}
+
 // A single-server cluster is its own majority.
 TEST(RaftElection, ASingleServerClusterElectsItself) {
   Cluster c(1);

@@ -130,7 +130,7 @@ TEST(RaftRead, ADeposedLeaderCannotServeAReadIndex) {
 // during the lease without any additional communication."
 TEST(RaftRead, WithLeaseReadsALeaderServesReadsWithoutARoundWhileTheLeaseHolds) {
   Cluster c(3, LeaseReads);
-  c.ElectLeader(1);
+  c.ElectLeaderInLockstep(1);
   c.TickAll(2);  // a round of heartbeats grants the lease
   c.ClearSent();
   ASSERT_TRUE(c.raft(1).ReadIndex(3).ok());
@@ -156,7 +156,7 @@ TEST(RaftRead, WithoutLeaseReadsEveryReadTakesAHeartbeatRound) {
 // the last heartbeat a quorum acknowledged; after that a read needs a round again.
 TEST(RaftRead, ALeaseThatHasRunOutIsNotUsed) {
   Cluster c(3, LeaseReads);
-  c.ElectLeader(1);
+  c.ElectLeaderInLockstep(1);
   c.TickAll(2);
   c.Isolate(2);
   c.Isolate(3);
@@ -176,7 +176,7 @@ TEST(RaftRead, ALeaseThatHasRunOutIsNotUsed) {
 // for an election timeout: by the time one is elected, the old leader's lease is over.
 TEST(RaftRead, ADeposedLeaderHasLostItsLeaseBeforeAnotherIsElected) {
   Cluster c(3, LeaseReads);
-  c.ElectLeader(1);
+  c.ElectLeaderInLockstep(1);
   c.TickAll(2);
   c.Isolate(1);
   for (int i = 0; i < 100 && (c.Leader() == 1 || c.Leader() == kNoNode); ++i) {
@@ -189,6 +189,46 @@ TEST(RaftRead, ADeposedLeaderHasLostItsLeaseBeforeAnotherIsElected) {
   const Status s = c.raft(1).ReadIndex(4);
   c.Stabilize();
   EXPECT_TRUE(!s.ok() || !HasRead(c, 1, 4)) << "the old leader served a read from its lease";
+}
+
+// The same must hold when a member that granted the lease crashes and restarts at once:
+// it has forgotten that it heard from the leader, yet its promise not to elect another
+// for an election timeout still backs the old leader's lease.
+TEST(RaftRead, AMemberThatRestartsDoesNotHelpElectAnotherLeaderWithinTheLease) {
+  Cluster c(3, LeaseReads);
+  c.ElectLeaderInLockstep(1);
+  c.Cut(1, 3);  // member 3 no longer hears from the leader, and keeps trying to campaign
+  // Run in lockstep until member 3's election timer is about to fire.
+  for (int i = 0; i < 40; ++i) {
+    const Raft& r3 = c.raft(3);
+    if (RaftTestPeer::ElectionElapsed(r3) + 1 >= RaftTestPeer::RandomizedElectionTicks(r3)) break;
+    c.TickAll();
+  }
+  ASSERT_EQ(c.RoleOf(1), Role::kLeader);
+  // The leader's last heartbeat round (one tick ago) was acknowledged by member 2: the
+  // leader holds a lease. Now the leader is cut off, and member 2 crashes and restarts.
+  c.Isolate(1);
+  c.Crash(2);
+  c.Restart(2);
+  c.TickAll(2);
+  const NodeId other = c.Leader() == 1 ? kNoNode : c.Leader();
+  EXPECT_EQ(other, kNoNode) << "another leader was elected within member 1's lease";
+  LogIndex written = 0;
+  if (other != kNoNode) {
+    auto y = c.Propose(other, "y");
+    ASSERT_TRUE(y.ok());
+    c.Stabilize();
+    written = y.value().index;
+  }
+  // Within its lease, the old leader answers a read from the lease: that read must not
+  // miss a write another leader committed.
+  ASSERT_TRUE(c.raft(1).ReadIndex(5).ok());
+  c.Process(1);
+  LogIndex index = 0;
+  if (HasRead(c, 1, 5, &index) && other != kNoNode && c.CommitOf(other) >= written) {
+    EXPECT_GE(index, written) << "member " << other << " was elected and committed entry "
+                              << written << " while member 1 still served reads from its lease";
+  }
 }
 
 }  // namespace

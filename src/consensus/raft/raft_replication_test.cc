@@ -428,6 +428,24 @@ TEST(RaftBounds, ProposalsBeyondUncommittedBytesMaxAreDropped) {
   EXPECT_TRUE(c.Propose(1, std::string(60, 'd')).ok()) << "committing made room";
 }
 
+TEST(RaftBounds, ApplyBytesMaxBoundsTheCommittedEntriesOfAReady) {
+  Cluster c(1, [](Config& cfg) { cfg.apply_bytes_max = 100; });
+  c.ElectLeader(1);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(c.Propose(1, std::string(30, 'a')).ok());
+  c.Process(1);  // persists the ten entries, which then commit at Advance
+  size_t readys = 0;
+  while (c.raft(1).HasReady()) {
+    Ready rd = c.TakeAndPersist(1);
+    size_t bytes = 0;
+    for (const auto& e : rd.committed_entries) bytes += e.data().size();
+    EXPECT_LE(bytes, 100u);
+    c.Advance(1, rd);
+    ++readys;
+  }
+  EXPECT_GE(readys, 4u);
+  EXPECT_EQ(c.node(1).applied, 11u);
+}
+
 TEST(RaftBounds, ProposingOnAFollowerReturnsNotLeaderNamingTheLeader) {
   Cluster c(3);
   c.ElectLeader(1);

@@ -95,7 +95,7 @@ TEST(RaftTransfer, ATransferThatDoesNotCompleteWithinAnElectionTimeoutIsAborted)
 // While leadership may move at any moment, a lease proves nothing.
 TEST(RaftTransfer, NoLeaseReadIsServedDuringATransfer) {
   Cluster c(3, [](Config& cfg) { cfg.lease_reads = true; });
-  c.ElectLeader(1);
+  c.ElectLeaderInLockstep(1);
   c.TickAll(2);
   c.Isolate(3);
   ASSERT_TRUE(c.raft(1).TransferLeader(3).ok());
