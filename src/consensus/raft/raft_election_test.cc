@@ -249,6 +249,50 @@ TEST(RaftElection, ACandidateThatHearsFromALeaderOfItsTermReturnsToFollower) {
   EXPECT_EQ(c.TermOf(3), 2u);
 }
 
+// §5.1: "If a candidate or leader discovers that its term is out of date, it
+// immediately reverts to follower state. If a server receives a request with a stale
+// term number, it rejects the request."
+TEST(RaftElection, ALeaderThatDiscoversALaterTermRevertsToFollower) {
+  Cluster c(3);
+  c.ElectLeader(1);
+  pb::Message m;
+  m.set_type(pb::MSG_HEARTBEAT_RESPONSE);
+  m.set_from(2);
+  m.set_to(1);
+  m.set_term(7);
+  ASSERT_TRUE(c.raft(1).Step(m).ok());
+  EXPECT_EQ(c.RoleOf(1), Role::kFollower);
+  EXPECT_EQ(c.TermOf(1), 7u);
+  c.Process(1);
+  EXPECT_EQ(c.node(1).hard_state.term(), 7u);
+}
+
+TEST(RaftElection, AServerRejectsARequestWithAStaleTerm) {
+  Cluster c(3, [](Config& cfg) { cfg.check_quorum = false; });
+  c.ElectLeader(1);
+  c.Crash(1);
+  c.ElectLeader(2);  // term 2
+  c.Restart(1);      // still believes term 1; its append must not be accepted
+  pb::Message stale;
+  stale.set_type(pb::MSG_APPEND);
+  stale.set_from(1);
+  stale.set_to(3);
+  stale.set_term(1);
+  stale.set_index(1);
+  stale.set_log_term(1);
+  *stale.add_entries() = test::MakeEntry(2, 1, "stale");
+  c.ClearSent();
+  ASSERT_TRUE(c.raft(3).Step(stale).ok());
+  c.Process(3);
+  EXPECT_EQ(c.LastIndexOf(3), 2u) << "only the no-op of term 2";
+  EXPECT_EQ(c.DurableTerms(3), (std::vector<Term>{1, 2}));
+  const auto answers = c.Sent(pb::MSG_APPEND_RESPONSE, 3, 1);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].term(), 2u) << "the stale leader is told the current term";
+  c.Deliver();
+  EXPECT_EQ(c.TermOf(1), 2u);
+}
+
 // After the leader fails, the others elect one of themselves and the old leader, on
 // restarting, follows the new one.
 TEST(RaftElection, WhenTheLeaderCrashesTheOthersElectANewOne) {

@@ -118,6 +118,31 @@ TEST(RaftMembership, AMemberAddedToARunningClusterLearnsTheWholeMembership) {
   }
 }
 
+// The usual way to build a cluster: start one server, then add the others one by one.
+TEST(RaftMembership, ASingleServerClusterGrowsOneServerAtATime) {
+  Cluster c(1);
+  c.ElectLeader(1);
+  ASSERT_TRUE(c.Propose(1, "a").ok());
+  c.Stabilize();
+  for (NodeId id : {2, 3}) {
+    c.AddMember(id);
+    ASSERT_TRUE(c.ProposeConfChange(1, Change(pb::CONF_ADD_VOTER, id)).ok());
+    c.Stabilize();
+  }
+  for (NodeId id = 1; id <= 3; ++id) {
+    EXPECT_EQ(VotersOf(c, id), (std::vector<NodeId>{1, 2, 3})) << "member " << id;
+    EXPECT_EQ(c.node(id).state, "a;") << "member " << id;
+  }
+  // Three voters now: the leader can fail.
+  c.Crash(1);
+  for (int i = 0; i < 100 && (c.Leader() == kNoNode || c.Leader() == 1); ++i) c.TickAll();
+  const NodeId leader = c.Leader();
+  ASSERT_TRUE(leader == 2 || leader == 3);
+  ASSERT_TRUE(c.Propose(leader, "b").ok());
+  c.Stabilize();
+  EXPECT_EQ(c.node(leader == 2 ? 3 : 2).state, "a;b;");
+}
+
 // Adding a voter grows the majority: three of four.
 TEST(RaftMembership, AddingAVoterGrowsTheMajority) {
   Cluster c(3);
