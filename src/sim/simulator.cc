@@ -132,6 +132,7 @@ enum class EventKind {
   kClientStart,  // a client begins its next operation
   kClientTimeout,
   kFault,        // the fault scheduler acts
+  kCrash,        // a member crashes (scheduled: see ObserveRole)
   kRestart,      // a crashed member comes back
   kHealLink,     // a partition ends
   kLivenessPhase,
@@ -341,6 +342,13 @@ void Simulation::ObserveRole(Node& n, const Ready& rd) {
     checker_.OnLeader(n.id, n.term);
     result_.stats.leaders_elected++;
     Trace("n" + std::to_string(n.id) + " becomes leader of term " + std::to_string(n.term));
+    // Now and then a new leader dies within milliseconds, before its first entries
+    // reach anyone: the ingredients of the paper's Figure 8.
+    if (opt_.faults.crash && !liveness_phase_ && rng_.Chance(0.15)) {
+      Event* ev = NewEvent(static_cast<int64_t>(rng_.Between(0, 6000)), EventKind::kCrash);
+      ev->node = n.id;
+      ev->incarnation = n.incarnation;
+    }
   }
 }
 
@@ -854,6 +862,14 @@ SimResult Simulation::Run() {
         break;
       }
       case EventKind::kFault: Fault(); break;
+      case EventKind::kCrash: {
+        Node& n = N(ev->node);
+        if (!n.up || n.incarnation != ev->incarnation || liveness_phase_) break;
+        Crash(n);
+        Event* restart = NewEvent(static_cast<int64_t>(rng_.Between(20, 800)) * kMs, EventKind::kRestart);
+        restart->node = n.id;
+        break;
+      }
       case EventKind::kRestart:
         if (!liveness_phase_) Restart(N(ev->node));
         break;
