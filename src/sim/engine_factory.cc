@@ -6,7 +6,14 @@
 
 namespace synod::sim {
 
-bool KnownEngine(const std::string& engine) { return engine == "raft"; }
+std::vector<std::string> EngineNames() { return {"raft"}; }
+
+bool KnownEngine(const std::string& engine) {
+  for (const auto& name : EngineNames()) {
+    if (name == engine) return true;
+  }
+  return false;
+}
 
 EngineFactory MakeEngineFactory(const std::string& engine, [[maybe_unused]] consensus::PlantedBug bug,
                                 uint64_t seed) {

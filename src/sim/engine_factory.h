@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "consensus/api/engine.h"
 #include "consensus/api/planted_bugs.h"
@@ -19,5 +20,6 @@ using EngineFactory = std::function<std::unique_ptr<consensus::Engine>(
 EngineFactory MakeEngineFactory(const std::string& engine, consensus::PlantedBug bug, uint64_t seed);
 
 bool KnownEngine(const std::string& engine);
+std::vector<std::string> EngineNames();
 
 }  // namespace synod::sim

@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
   std::string bug = "none";
   int jobs = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   bool keep_going = false;
-  app.add_option("--engine", base.engine, "consensus engine: raft")->capture_default_str();
+  bool list_engines = false;
+  app.add_option("--engine", base.engine, "consensus engine (see --list-engines)")->capture_default_str();
   app.add_option("--nodes", base.nodes, "cluster size")->check(CLI::Range(1, 9))->capture_default_str();
   app.add_option("--seeds", seeds, "number of seeds to run")->capture_default_str();
   app.add_option("--first-seed", first_seed, "first seed of the range")->capture_default_str();
@@ -60,10 +61,18 @@ int main(int argc, char** argv) {
   app.add_option("--planted-bug", bug, "test builds only: run with a planted bug")->capture_default_str();
   app.add_flag("--trace", base.trace, "print every event of the run");
   app.add_flag("--keep-going", keep_going, "run every seed even after a violation");
+  app.add_flag("--list-engines", list_engines, "print the engines this build knows and exit");
   CLI11_PARSE(app, argc, argv);
 
+  if (list_engines) {
+    for (const auto& name : synod::sim::EngineNames()) std::printf("%s\n", name.c_str());
+    return 0;
+  }
+
   if (!synod::sim::KnownEngine(base.engine)) {
-    std::fprintf(stderr, "synod-sim: unknown engine '%s' (known: raft)\n", base.engine.c_str());
+    std::string known;
+    for (const auto& name : synod::sim::EngineNames()) known += (known.empty() ? "" : ", ") + name;
+    std::fprintf(stderr, "synod-sim: unknown engine '%s' (known: %s)\n", base.engine.c_str(), known.c_str());
     return 2;
   }
   auto parsed = synod::sim::FaultSet::Parse(faults);

@@ -586,9 +586,8 @@ void Simulation::HandleRequest(Node& n, const Event& ev) {
       n.writes[req.proposal.index] = req;
     }
   }
-  if (opt_.trace) {
-    Trace("n" + std::to_string(n.id) + " gets client " + std::to_string(c.id) + " op " +
-          std::to_string(c.op_id) + ": " + (status.ok() ? "accepted" : status.message()));
+  if (opt_.trace && !status.ok()) {
+    Trace("n" + std::to_string(n.id) + " turns client " + std::to_string(c.id) + " away: " + status.message());
   }
   if (!status.ok()) {
     Reply reply;
@@ -622,7 +621,7 @@ void Simulation::HandleReply(Client& c, const Event& ev) {
   } else if (c.type == OpType::kCas) {
     op.cas_succeeded = ev.reply.cas_ok;
   }
-  if (opt_.trace) Trace("client " + std::to_string(c.id) + ": " + check::FormatOperation(op));
+  if (opt_.trace) Trace(check::FormatOperation(op));
   result_.stats.ops_ok++;
   c.op_id = 0;
   Event* next = NewEvent(static_cast<int64_t>(rng_.Between(0, 20)) * kMs, EventKind::kClientStart);
