@@ -18,3 +18,7 @@ namespace synod::detail {
   do {                                                                  \
     if (!(cond)) ::synod::detail::AssertFailed(#cond, __FILE__, __LINE__, why); \
   } while (0)
+
+// SYNOD_UNREACHABLE("why"): marks a path no valid input can take (e.g. after a switch
+// over every enumerator); aborts if taken.
+#define SYNOD_UNREACHABLE(why) ::synod::detail::AssertFailed("unreachable", __FILE__, __LINE__, why)

@@ -236,7 +236,7 @@ std::string FormatOperation(const KvOperation& op) {
              Quote(op.value) + ") -> " +
              (op.completed ? (op.cas_succeeded ? "ok" : "failed") : "?");
   }
-  SYNOD_ASSERT(false, "unknown OpKind");
+  SYNOD_UNREACHABLE("unknown OpKind");
 }
 
 }  // namespace synod::check

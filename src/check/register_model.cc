@@ -32,7 +32,7 @@ std::optional<ModelState> StepIncomplete(const ModelOp& op, ModelState state) {
       if (op.expected != state.value || op.value == state.value) return std::nullopt;
       return ModelState{op.value, state.value};
   }
-  SYNOD_ASSERT(false, "unknown OpKind");
+  SYNOD_UNREACHABLE("unknown OpKind");
 }
 
 // Ids for one key's values: observed values (read by a completed get, expected by a cas) get
@@ -95,7 +95,7 @@ std::optional<ModelState> Step(const ModelOp& op, ModelState state) {
       }
       return ModelState{state.value};
   }
-  SYNOD_ASSERT(false, "unknown OpKind");
+  SYNOD_UNREACHABLE("unknown OpKind");
 }
 
 }  // namespace synod::check::internal
