@@ -1,0 +1,165 @@
+// Node: the runtime that turns a pure consensus engine into a live member.
+//
+// It owns the threads the engine must not have, and keeps the engine's contract
+// (consensus/api/engine.h) with real components:
+//
+//   loop thread     owns the engine: steps messages, ticks every `tick_interval`, takes
+//                   proposals and reads, takes a Ready when the previous one is done
+//   persist thread  writes each Ready to the write-ahead log (storage/wal.h: group
+//                   commit, fdatasync) and, for a snapshot, the snapshot file
+//   then, back on the loop thread: send the Ready's messages (Transport), apply its
+//   committed entries (StateMachine), answer the proposals and reads waiting on them,
+//   snapshot and compact the log every `snapshot_entries`, Advance.
+//
+// Batching is designed in: every proposal and message that arrives while a Ready is
+// being persisted goes into the next one, so one fsync covers many proposals.
+//
+// All public methods are thread-safe. Callbacks run on the loop thread: they must be
+// quick and must not call back into the Node synchronously... except through the
+// public methods, which only queue work.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/result.h"
+#include "consensus/api/engine.h"
+#include "consensus/raft/config.h"
+#include "storage/wal.h"
+
+namespace synod::runtime {
+
+using consensus::LogIndex;
+using consensus::NodeId;
+namespace pb = ::synod::consensuspb;
+
+// What the node applies committed entries to.
+class StateMachine {
+ public:
+  virtual ~StateMachine() = default;
+  // Applies one committed entry (normal entries; empty ones are the leader's no-ops and
+  // membership changes are applied by the engine itself, but all are passed here so the
+  // state machine can record its applied index). Returns the result for the proposer.
+  virtual std::string Apply(const pb::Entry& entry) = 0;
+  // The index of the last entry applied (0 if none). After a restart the node replays
+  // the log from its latest snapshot; entries at or below this are skipped.
+  virtual LogIndex AppliedIndex() const = 0;
+  // The state as of AppliedIndex(), as bytes another member's Restore accepts.
+  virtual std::string Snapshot() = 0;
+  // Replaces the whole state by a snapshot taken at `index`.
+  virtual Status Restore(const std::string& data, LogIndex index) = 0;
+};
+
+// How messages leave: best effort, asynchronous, may drop (the engine retries).
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual void Send(const pb::Envelope& envelope) = 0;
+};
+
+struct NodeOptions {
+  NodeId id = consensus::kNoNode;
+  uint64_t group_id = 1;
+  std::string data_dir;                 // holds wal/ and snap/
+  std::vector<NodeId> initial_voters;   // a new cluster's members (ignored on restart)
+  bool join_existing = false;           // a member added to a running cluster
+  std::chrono::milliseconds tick_interval{100};
+  consensus::raft::Config raft;         // id and seed are filled in by the node
+  uint64_t snapshot_entries = 10000;    // applied entries between two snapshots
+  storage::WalOptions wal;
+};
+
+struct NodeStatus {
+  consensus::EngineStatus engine;
+  LogIndex applied = 0;
+  storage::WalCounters wal;
+};
+
+class Node {
+ public:
+  using ProposeCallback = std::function<void(Result<std::string>)>;
+  using ReadCallback = std::function<void(Status)>;
+
+  // Opens the WAL and the latest snapshot, rebuilds the engine and starts the threads.
+  static Status Start(NodeOptions options, StateMachine* state, Transport* transport,
+                      std::unique_ptr<Node>* node);
+  ~Node();  // stops the threads; whatever was acknowledged is durable already
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Replicates `data`; `done` gets the state machine's result once the entry is applied
+  // here, or an error (kNotLeader, kProposalDropped, or kUnavailable "proposal lost" if
+  // another leader's entry took its place).
+  void Propose(std::string data, ProposeCallback done);
+  // Membership change, one at a time: `done` once applied.
+  void ProposeConfChange(pb::ConfChange change, ProposeCallback done);
+  // Linearizable read: `done(Ok)` once the local state machine may be read.
+  void ReadIndex(ReadCallback done);
+  void TransferLeader(NodeId target);
+  // A message from a peer.
+  void Receive(pb::Envelope envelope);
+
+  NodeStatus GetStatus() const;
+  NodeId id() const { return options_.id; }
+
+ private:
+  struct Pending {
+    consensus::ProposalId id;
+    ProposeCallback done;
+  };
+  struct Work;  // one item of the loop's inbox
+
+  Node(NodeOptions options, StateMachine* state, Transport* transport);
+  Status Open();
+  void Loop();
+  void PersistLoop();
+  void Post(std::function<void()> work);
+  void HandleReady();
+  void FinishReady(consensus::Ready ready);
+  void ApplyCommitted(const std::vector<pb::Entry>& entries);
+  void ServeReads();
+  void MaybeSnapshot();
+  Status WriteSnapshotFile(const pb::Snapshot& snapshot);
+  void PublishStatus();
+
+  NodeOptions options_;
+  StateMachine* state_;
+  Transport* transport_;
+  std::unique_ptr<consensus::Engine> engine_;  // loop thread only
+  std::unique_ptr<storage::Wal> wal_;
+
+  // Loop thread state.
+  std::map<LogIndex, Pending> proposals_;
+  std::map<uint64_t, ReadCallback> reads_;                  // by request id
+  std::multimap<LogIndex, ReadCallback> reads_to_serve_;    // confirmed, waiting to apply
+  uint64_t next_read_id_ = 1;
+  bool ready_in_flight_ = false;
+  LogIndex snapshot_index_ = 0;
+
+  // Inbox.
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> inbox_;
+  bool stopping_ = false;
+  NodeStatus status_;  // published copy, under mu_
+
+  // Persist thread.
+  std::mutex persist_mu_;
+  std::condition_variable persist_cv_;
+  std::optional<consensus::Ready> to_persist_;
+  bool persist_stopping_ = false;
+
+  std::thread persist_thread_;
+  std::thread loop_thread_;
+};
+
+}  // namespace synod::runtime
