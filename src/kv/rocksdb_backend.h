@@ -1,0 +1,31 @@
+// RocksBackend: kv::Backend on RocksDB. The only file of src/kv that sees RocksDB's headers
+// is rocksdb_backend.cc; this header keeps them out, so including it stays cheap and pure.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "kv/backend.h"
+
+namespace rocksdb {
+class Env;
+}
+
+namespace synod::kv {
+
+struct RocksBackendOptions {
+  // The RocksDB Env to run on; null means the default (the real file system). Pass
+  // rocksdb::NewMemEnv(rocksdb::Env::Default()) to keep everything in memory (tests, the
+  // simulator). Not owned: must outlive the backend.
+  rocksdb::Env* env = nullptr;
+  bool create_if_missing = true;
+  // Size of one memtable; small values make tests flush (and exercise SST reads) often.
+  uint64_t write_buffer_bytes = 64ull << 20;
+};
+
+// Opens (creating it if allowed) the RocksDB database in directory `path`.
+Result<std::unique_ptr<Backend>> OpenRocksBackend(const std::string& path,
+                                                  const RocksBackendOptions& options);
+
+}  // namespace synod::kv
