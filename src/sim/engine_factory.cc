@@ -2,11 +2,12 @@
 
 #include "base/assert.h"
 #include "base/rng.h"
+#include "consensus/paxos/paxos.h"
 #include "consensus/raft/raft.h"
 
 namespace synod::sim {
 
-std::vector<std::string> EngineNames() { return {"raft"}; }
+std::vector<std::string> EngineNames() { return {"raft", "multi-paxos"}; }
 
 bool KnownEngine(const std::string& engine) {
   for (const auto& name : EngineNames()) {
@@ -15,9 +16,40 @@ bool KnownEngine(const std::string& engine) {
   return false;
 }
 
-EngineFactory MakeEngineFactory(const std::string& engine, [[maybe_unused]] consensus::PlantedBug bug,
-                                uint64_t seed) {
+bool EngineHasLogMatching(const std::string& engine) { return engine != "multi-paxos"; }
+
+namespace {
+
+EngineFactory MakePaxosFactory([[maybe_unused]] consensus::PlantedBug bug, uint64_t seed) {
+  Rng features(seed * 31 + 7);
+  consensus::paxos::Config base;
+  base.election_ticks = 10;
+  base.heartbeat_ticks = 1;
+  base.stable_leader = features.Chance(0.85);
+  // A small alpha now and then, so that the window fills and configurations change
+  // close to the slots in flight.
+  base.window_slots_max = features.Chance(0.5) ? features.Between(2, 8) : 64;
+  base.msg_bytes_max = features.Between(1, 8) * 32;
+  base.inflight_msgs_max = 4;
+  base.snapshot_chunk_bytes = 64;
+#ifdef SYNOD_PLANTED_BUGS
+  base.planted_bug = bug;
+#endif
+  return [base, seed](consensus::NodeId id, const consensus::DurableState& durable,
+                      uint64_t incarnation) {
+    consensus::paxos::Config cfg = base;
+    cfg.id = id;
+    cfg.seed = seed ^ (incarnation * 0x51ed27f1ULL);
+    return std::make_unique<consensus::paxos::Paxos>(cfg, durable);
+  };
+}
+
+}  // namespace
+
+EngineFactory MakeEngineFactory(const std::string& engine,
+                                [[maybe_unused]] consensus::PlantedBug bug, uint64_t seed) {
   SYNOD_ASSERT(KnownEngine(engine), "unknown engine");
+  if (engine == "multi-paxos") return MakePaxosFactory(bug, seed);
   Rng features(seed * 31 + 7);
   consensus::raft::Config base;
   base.election_ticks = 10;
@@ -33,7 +65,8 @@ EngineFactory MakeEngineFactory(const std::string& engine, [[maybe_unused]] cons
 #ifdef SYNOD_PLANTED_BUGS
   base.planted_bug = bug;
 #endif
-  return [base, seed](consensus::NodeId id, const consensus::DurableState& durable, uint64_t incarnation) {
+  return [base, seed](consensus::NodeId id, const consensus::DurableState& durable,
+                      uint64_t incarnation) {
     consensus::raft::Config cfg = base;
     cfg.id = id;
     cfg.seed = seed ^ (incarnation * 0x51ed27f1ULL);

@@ -17,9 +17,17 @@ using EngineFactory = std::function<std::unique_ptr<consensus::Engine>(
 
 // The engine's optional features are chosen from `seed` too, so that runs cover them:
 // safety must hold with pre-vote and check-quorum on or off, and with lease reads.
-EngineFactory MakeEngineFactory(const std::string& engine, consensus::PlantedBug bug, uint64_t seed);
+EngineFactory MakeEngineFactory(const std::string& engine, consensus::PlantedBug bug,
+                                uint64_t seed);
 
 bool KnownEngine(const std::string& engine);
+
+// Whether the engine keeps Raft's log matching property (§5.3): two logs that hold the
+// same (index, term) agree on every entry before it. Multi-Paxos does not (a slot's
+// value is chosen independently of its neighbours, and gaps are filled by whichever
+// leader recovers them); the checker then only demands that an (index, term) names the
+// same data everywhere.
+bool EngineHasLogMatching(const std::string& engine);
 std::vector<std::string> EngineNames();
 
 }  // namespace synod::sim

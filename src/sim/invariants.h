@@ -41,8 +41,9 @@ class InvariantChecker {
   // The durable log of a member that has just become leader of `term`.
   void CheckLeaderCompleteness(NodeId node, Term term, LogIndex snapshot_index,
                                const std::vector<pb::Entry>& durable_entries);
-  // Log matching over the durable logs of all members.
-  void CheckLogMatching(const std::map<NodeId, std::vector<pb::Entry>>& logs);
+  // Log matching over the durable logs of all members; `prefixes`: also the entries
+  // before a shared (index, term) (Raft's property, not Multi-Paxos's).
+  void CheckLogMatching(const std::map<NodeId, std::vector<pb::Entry>>& logs, bool prefixes = true);
 
   const std::string& violation() const { return violation_; }
   bool ok() const { return violation_.empty(); }

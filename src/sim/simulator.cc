@@ -784,7 +784,7 @@ void Simulation::StartLivenessPhase() {
 void Simulation::CheckLogMatching() {
   std::map<NodeId, std::vector<pb::Entry>> logs;
   for (auto& [id, n] : nodes_) logs[id] = n.disk.entries;
-  checker_.CheckLogMatching(logs);
+  checker_.CheckLogMatching(logs, EngineHasLogMatching(opt_.engine));
   if (!checker_.ok()) Fail(checker_.violation());
 }
 
