@@ -218,6 +218,7 @@ class Store {
                           kvpb::LeaseRevokeResponse* response);
   Status ApplyAlarm(WriteTxn& txn, const kvpb::AlarmRequest& request,
                     kvpb::AlarmResponse* response);
+  Status CompactKey(const std::string& key, int64_t target, WriteBatch* batch, uint64_t* removed);
   bool LeaseExists(int64_t id) const;
   bool AlarmActive(kvpb::AlarmType type) const;
 

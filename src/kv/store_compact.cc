@@ -2,16 +2,40 @@
 //
 // Compact(C) is applied from the log at once and only records C: from then on reads below C
 // fail (ErrCompacted). The removal happens here, in bounded steps, concurrently with Apply
-// and reads. It walks the revision index below C in order; for each change (key, m) it
-// removes the history entry unless it is the version a read at C sees (the newest at or
-// below C, and a put), and removes the index entry. What it removes is never visible to a
-// read at a revision >= C, and it only touches revisions < C, which nothing writes any more —
-// so it needs no lock against the writer. Entries are removed oldest first, so no
-// intermediate state can expose an old version in place of a removed newer tombstone.
+// and reads. It walks the revision index below C in order; for each change of a key it
+// removes the key's history that no read at a revision >= C can see (CompactKey), then the
+// index entry. It only touches revisions < C, which nothing writes any more, so it needs no
+// lock against the writer; and a tombstone is only ever removed in the same batch as every
+// older version of its key, so no intermediate state exposes an old version in its place.
 #include "base/assert.h"
 #include "kv/store_internal.h"
 
 namespace synod::kv {
+
+// Removes what compaction at `target` made unreachable of `key`: every version older than
+// the one a read at `target` sees, and that one too if it is a tombstone older than `target`
+// (a tombstone at `target` stays: it is an event a watch from `target` must see). Older
+// versions go whichever change of the key is being looked at, so a version kept by one
+// compaction is removed by a later one although its index entry is gone by then.
+Status Store::CompactKey(const std::string& key, int64_t target, WriteBatch* batch,
+                         uint64_t* removed) {
+  auto visible = GetHistory(*backend_, key, target);
+  if (!visible.ok()) return visible.status();
+  const auto& v = visible.value();
+  if (!v.has_value()) return Status::Ok();  // already removed by an earlier step
+  auto older =
+      backend_->NewIterator(keys::History(key, v->mod_revision - 1), keys::HistoryKeyEnd(key));
+  for (older->SeekToFirst(); older->Valid(); older->Next()) {
+    batch->Delete(std::string(older->key()));
+    ++*removed;
+  }
+  if (!older->status().ok()) return older->status();
+  if (v->tombstone && v->mod_revision < target) {
+    batch->Delete(keys::History(key, v->mod_revision));
+    ++*removed;
+  }
+  return Status::Ok();
+}
 
 Result<CompactionProgress> Store::CompactStep(size_t entries_max) {
   SYNOD_ASSERT(entries_max > 0, "a compaction step removes at least one entry");
@@ -41,14 +65,8 @@ Result<CompactionProgress> Store::CompactStep(size_t entries_max) {
     if (!keys::ParseRevision(it->key(), &main, &sub) || !keys::DecodeEvent(it->value(), &event)) {
       return Status(Code::kCorruption, "kv: malformed revision index entry");
     }
-    auto visible = GetHistory(*backend_, event.key, target);
-    if (!visible.ok()) return visible.status();
-    const auto& v = visible.value();
-    const bool keep = v.has_value() && !v->tombstone && v->mod_revision == main;
-    if (!keep) {
-      batch.Delete(keys::History(event.key, main));
-      ++progress.removed;
-    }
+    Status s = CompactKey(event.key, target, &batch, &progress.removed);
+    if (!s.ok()) return s;
     batch.Delete(std::string(it->key()));
     ++progress.removed;
     last = std::string(it->key());

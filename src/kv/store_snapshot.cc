@@ -251,6 +251,9 @@ Result<SnapshotInfo> Store::InstallSnapshot(SnapshotSource& source) {
   WriteBatch batch;
   batch.DeleteRange(std::string(1, '\0'), std::string(1, '\xff'));
   batch.Put(std::string(keys::kMetaInstalling), "");
+  s = backend_->Write(batch, /*sync=*/false);
+  if (!s.ok()) return s;
+  batch.Clear();
   SnapshotReader reader(source);
   Header header;
   s = ReadHeader(reader, &header);
