@@ -17,7 +17,7 @@ step() { printf '\n=== %s\n' "$*"; }
 step "sanitizer build (ASan + UBSan)"
 # Optimised (-O2), so the simulator runs enough seeds in reasonable time.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSYNOD_SANITIZE=ON >/dev/null
-cmake --build build-asan -j "$JOBS"
+cmake --build build-asan -j "$JOBS" --target core_tests
 step "core tests under ASan + UBSan"
 # The planted-bug hunts run many seeds; they run in the release build below.
 ctest --test-dir build-asan -L core -E 'PlantedBugs' -j "$JOBS" --output-on-failure
