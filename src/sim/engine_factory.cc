@@ -26,6 +26,7 @@ EngineFactory MakePaxosFactory([[maybe_unused]] consensus::PlantedBug bug, uint6
   base.election_ticks = 10;
   base.heartbeat_ticks = 1;
   base.stable_leader = features.Chance(0.85);
+  base.pre_prepare = features.Chance(0.85);
   // A small alpha now and then, so that the window fills and configurations change
   // close to the slots in flight.
   base.window_slots_max = features.Chance(0.5) ? features.Between(2, 8) : 64;

@@ -23,6 +23,10 @@ struct Config {
   // from others (except for a leadership transfer), and a leader that has not heard
   // from a quorum in an election timeout steps down.
   bool stable_leader = true;
+  // Pre-prepare (the counterpart of Raft's pre-vote): a would-be proposer first asks
+  // whether a quorum would promise, without anyone raising a promise, so that a member
+  // cut off from the others does not come back with a ballot that deposes the leader.
+  bool pre_prepare = true;
 
   // Alpha (Lamport, "Reconfiguring a State Machine"): the configuration chosen at slot
   // i governs slots > i + window_slots_max, and a leader never proposes beyond its

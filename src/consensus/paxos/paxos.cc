@@ -66,6 +66,12 @@ Status Paxos::Step(const pb::Message& m) {
   }
   round_seen_ = std::max(round_seen_, RoundOf(std::max(m.term(), m.promised())));
   switch (m.type()) {
+    case pb::MSG_PRE_PREPARE:
+      HandlePrePrepare(m);
+      break;
+    case pb::MSG_PRE_PROMISE:
+      HandlePrePromise(m);
+      break;
     case pb::MSG_PREPARE:
       HandlePrepare(m);
       break;

@@ -99,6 +99,10 @@ class Paxos final : public Engine {
   // paxos_proposer.cc
   void ResetElectionTimer();
   void BecomeFollower(NodeId leader);
+  void Campaign();
+  void StartPrePrepare();
+  void HandlePrePrepare(const pb::Message& m);
+  void HandlePrePromise(const pb::Message& m);
   void StartPhase1(bool transfer);
   void SendPrepare(NodeId to);
   void HandlePromise(const pb::Message& m);
@@ -169,6 +173,10 @@ class Paxos final : public Engine {
   int heartbeat_elapsed_ = 0;
   int randomized_election_ticks_ = 0;
   int transfer_elapsed_ = 0;
+
+  // Pre-candidate (pre-prepare).
+  Ballot pre_ballot_ = 0;
+  std::map<NodeId, bool> pre_votes_;
 
   // Candidate (phase 1).
   struct PromiseReceived {

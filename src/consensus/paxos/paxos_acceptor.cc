@@ -113,6 +113,19 @@ void Paxos::HandlePrepare(const pb::Message& m) {
   Send(std::move(resp));
 }
 
+// Pre-prepare: would we promise? The same tests as for a prepare, and no change at all.
+void Paxos::HandlePrePrepare(const pb::Message& m) {
+  const bool grant = m.term() > promised_ && (m.transfer() || !HeardFromLeaderRecently()) &&
+                     m.index() > log_.SnapshotIndex();
+  pb::Message resp;
+  resp.set_type(pb::MSG_PRE_PROMISE);
+  resp.set_to(m.from());
+  resp.set_term(m.term());
+  resp.set_reject(!grant);
+  resp.set_promised(promised_);
+  Send(std::move(resp));
+}
+
 // The ballot rules for a message from a leader (accept, heartbeat, snapshot): below our
 // promise it is refused, with a NACK that deposes the stale leader; at or above it, its
 // sender leads (accepting in a ballot is promising it).
@@ -123,6 +136,7 @@ bool Paxos::FollowLeaderMessage(const pb::Message& m) {
     return false;
   }
   if (b > promised_) RaisePromise(b);
+  if (role_ == Role::kPreCandidate) BecomeFollower(m.from());  // a live leader after all
   if (role_ != Role::kFollower || ProposerOf(b) != m.from()) return false;
   leader_ = m.from();
   election_elapsed_ = 0;

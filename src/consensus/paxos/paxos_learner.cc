@@ -84,20 +84,17 @@ void Paxos::HandleAccepted(const pb::Message& m) {
     return;
   }
   const bool was_paused = pr.IsPaused(cfg_.inflight_msgs_max);
-  if (!pr.MaybeUpdate(std::min(m.index(), log_.LastIndex()))) {
-    if (pr.state == ProgressState::kSnapshot && m.index() >= pr.pending_snapshot) {
-      pr.BecomeProbe();
-      SendAccept(m.from(), /*allow_empty=*/false);
-      return;
-    }
-    if (was_paused && !pr.IsPaused(cfg_.inflight_msgs_max)) SendAccept(m.from(), false);
-    return;
-  }
+  const bool updated = pr.MaybeUpdate(std::min(m.index(), log_.LastIndex()));
   if (pr.state == ProgressState::kProbe) {
+    // The acknowledgement says where the acceptor stands, even if it is not news (an
+    // empty probe to a member with nothing to accept): replicate from there.
     pr.BecomeReplicate();
-  } else if (pr.state == ProgressState::kSnapshot && pr.match >= pr.pending_snapshot) {
+  } else if (pr.state == ProgressState::kSnapshot && m.index() >= pr.pending_snapshot) {
     pr.BecomeProbe();
     pr.BecomeReplicate();
+  } else if (!updated) {
+    if (was_paused && !pr.IsPaused(cfg_.inflight_msgs_max)) SendAccept(m.from(), false);
+    return;
   }
   if (MaybeCommit()) commit_broadcast_pending_ = true;
   if (role_ != Role::kLeader) return;  // committing our own removal made us step down

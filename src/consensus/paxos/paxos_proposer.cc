@@ -41,6 +41,54 @@ void Paxos::BecomeFollower(NodeId leader) {
   DropPendingReads();
 }
 
+void Paxos::Campaign() {
+  if (cfg_.pre_prepare) {
+    StartPrePrepare();
+  } else {
+    StartPhase1(/*transfer=*/false);
+  }
+}
+
+void Paxos::StartPrePrepare() {
+  role_ = Role::kPreCandidate;
+  leader_ = kNoNode;
+  ResetElectionTimer();
+  progress_.clear();
+  DropPendingReads();
+  pre_ballot_ = MakeBallot(std::max(RoundOf(promised_), round_seen_) + 1, cfg_.id);
+  pre_votes_.clear();
+  pre_votes_[cfg_.id] = true;
+  for (NodeId p : Peers()) {
+    pb::Message m;
+    m.set_type(pb::MSG_PRE_PREPARE);
+    m.set_to(p);
+    m.set_term(pre_ballot_);
+    m.set_index(log_.Committed() + 1);
+    Send(std::move(m));
+  }
+  HandlePrePromise(pb::Message{});  // a group of one goes on at once
+}
+
+void Paxos::HandlePrePromise(const pb::Message& m) {
+  if (role_ != Role::kPreCandidate) return;
+  if (m.type() == pb::MSG_PRE_PROMISE) {
+    if (m.term() != pre_ballot_) return;  // an answer to another campaign
+    pre_votes_[m.from()] = !m.reject();
+  }
+  const pb::ConfState conf = ConfAt(log_.Committed() + 1);
+  const std::vector<NodeId> voters(conf.voters().begin(), conf.voters().end());
+  switch (quorum::Tally(voters, pre_votes_)) {
+    case quorum::VoteOutcome::kWon:
+      StartPhase1(/*transfer=*/false);
+      break;
+    case quorum::VoteOutcome::kLost:
+      BecomeFollower(kNoNode);
+      break;
+    case quorum::VoteOutcome::kPending:
+      break;
+  }
+}
+
 void Paxos::StartPhase1(bool transfer) {
   role_ = Role::kCandidate;
   leader_ = kNoNode;
@@ -238,7 +286,7 @@ void Paxos::TickFollower() {
   }
   // A follower that heard nothing, or a candidate whose phase 1 did not finish in
   // time: a new ballot.
-  StartPhase1(/*transfer=*/false);
+  Campaign();
 }
 
 void Paxos::TickLeader() {
