@@ -195,6 +195,13 @@ std::string EncodeRecord(const Record& r) {
   return out;
 }
 
+std::optional<bool> IsTombstone(std::string_view in) {
+  if (in.empty() || (static_cast<uint8_t>(in.front()) & ~kTombstoneFlag) != 0) {
+    return std::nullopt;
+  }
+  return (static_cast<uint8_t>(in.front()) & kTombstoneFlag) != 0;
+}
+
 bool DecodeRecord(std::string_view in, Record* r) {
   if (in.empty()) return false;
   const uint8_t flags = static_cast<uint8_t>(in.front());

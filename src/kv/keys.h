@@ -90,6 +90,8 @@ struct Record {
   std::string value;
 };
 std::string EncodeRecord(const Record& record);
+// Whether an encoded record is a tombstone, without decoding it (nullopt: malformed).
+std::optional<bool> IsTombstone(std::string_view encoded);
 bool DecodeRecord(std::string_view in, Record* record);
 
 // The value of an r... entry.

@@ -3,8 +3,9 @@
 // etcd's semantics, compared after every step. Physical compaction steps, restarts and
 // snapshot round trips are mixed in; none of them may change what the store answers.
 //
-// SYNOD_KV_MODEL_OPS (default 100000) sets the number of operations, SYNOD_KV_MODEL_SEED the
-// seed (default fixed). A failure prints the seed and the step to replay it.
+// SYNOD_KV_MODEL_OPS (default 100000; 25000 under the sanitizers) sets the number of
+// operations, SYNOD_KV_MODEL_SEED the seed (default fixed), SYNOD_KV_MODEL_VERBOSE=1 prints
+// every operation. A failure prints the seed and the step to replay it.
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
 
@@ -602,6 +603,13 @@ bool Same(const google::protobuf::Message& a, const google::protobuf::Message& b
   return google::protobuf::util::MessageDifferencer::Equals(a, b);
 }
 
+// About 20 s on a slow machine either way: sanitizers make every operation ~4x slower.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr uint64_t kDefaultOps = 25000;
+#else
+constexpr uint64_t kDefaultOps = 100000;
+#endif
+
 uint64_t EnvOr(const char* name, uint64_t fallback) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : fallback;
@@ -661,7 +669,7 @@ void CompareState(Store& store, const Model& m, Workload& w, bool deep) {
 
 TEST(KvModel, TheStoreAnswersLikeTheReferenceModel) {
   const uint64_t seed = EnvOr("SYNOD_KV_MODEL_SEED", 20261126);
-  const uint64_t ops = EnvOr("SYNOD_KV_MODEL_OPS", 100000);
+  const uint64_t ops = EnvOr("SYNOD_KV_MODEL_OPS", kDefaultOps);
   const bool verbose = EnvOr("SYNOD_KV_MODEL_VERBOSE", 0) != 0;
   std::cout << "kv model test: seed " << seed << ", " << ops << " operations\n";
   Workload w(seed);

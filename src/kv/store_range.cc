@@ -45,8 +45,8 @@ Status RangeCurrent(const ReadSource& source, const KeyRange& range, int64_t lim
       ++ov;
       continue;
     }
-    if (count_only) {
-      ++out->count;
+    if (count_only || (limit > 0 && static_cast<int64_t>(out->kvs.size()) >= limit)) {
+      ++out->count;  // past the limit only the count matters: no need to decode
     } else {
       if (!keys::DecodeRecord(it->value(), &record)) return CorruptEntry("current", db_key);
       take(db_key, record);
@@ -79,10 +79,14 @@ Status RangeHistory(const BackendReader& reader, const KeyRange& range, int64_t 
       }
       if (found != key) continue;  // no version at or below `revision`: next key
     }
-    if (!keys::DecodeRecord(it->value(), &record)) return CorruptEntry("history", it->key());
-    if (!record.tombstone) {
+    const auto tombstone = keys::IsTombstone(it->value());
+    if (!tombstone.has_value()) return CorruptEntry("history", it->key());
+    if (!*tombstone) {
       ++out->count;
       if (!count_only && (limit <= 0 || static_cast<int64_t>(out->kvs.size()) < limit)) {
+        if (!keys::DecodeRecord(it->value(), &record)) {
+          return CorruptEntry("history", it->key());
+        }
         out->kvs.push_back(ToKeyValue(key, record));
       }
     }
