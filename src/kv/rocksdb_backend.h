@@ -22,6 +22,8 @@ struct RocksBackendOptions {
   bool create_if_missing = true;
   // Size of one memtable; small values make tests flush (and exercise SST reads) often.
   uint64_t write_buffer_bytes = 64ull << 20;
+  // RocksDB's cache of uncompressed SST blocks.
+  uint64_t block_cache_bytes = 64ull << 20;
 };
 
 // Opens (creating it if allowed) the RocksDB database in directory `path`.
