@@ -142,6 +142,7 @@ class Paxos final : public Engine {
   Status ValidateConfChange(const pb::ConfChange& change) const;
   bool ConfChangePending() const;
   bool RemovedFromConf() const;
+  void PadToConfiguration();
 
   // paxos_read.cc
   void ServeRead(uint64_t request_id, NodeId requester);

@@ -207,6 +207,7 @@ void Paxos::OnCommitAdvanced(LogIndex old_commit) {
   uncommitted_bytes_ = uncommitted_bytes_ > bytes ? uncommitted_bytes_ - bytes : 0;
   if (RecoveryDone()) ReleaseReadsWaitingForRecovery();
   SyncProgressWithConf();
+  PadToConfiguration();
   if (RemovedFromConf()) {
     // No longer a voter of the slots to come: tell the others what is chosen, and go.
     commit_broadcast_pending_ = false;

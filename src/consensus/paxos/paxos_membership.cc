@@ -147,6 +147,19 @@ bool Paxos::ConfChangePending() const {
   return at > log_.Committed() || at + cfg_.window_slots_max >= log_.LastIndex() + 1;
 }
 
+// A chosen configuration takes effect alpha slots later; without client traffic those
+// slots might never be used, and the change (a removed leader stepping down, the next
+// change waiting for this one) would wait for ever. So once it is chosen the leader
+// fills the window with no-ops, in one batch.
+void Paxos::PadToConfiguration() {
+  if (role_ != Role::kLeader || conf_changes_.empty()) return;
+  const LogIndex at = conf_changes_.rbegin()->first;
+  if (at > log_.Committed()) return;
+  while (log_.LastIndex() < at + cfg_.window_slots_max) {
+    if (!AppendProposal(pb::ENTRY_NORMAL, "").ok()) return;
+  }
+}
+
 Status Paxos::ValidateConfChange(const pb::ConfChange& cc) const {
   const NodeId id = cc.node_id();
   const pb::ConfState conf = LatestConf();

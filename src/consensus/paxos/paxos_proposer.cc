@@ -257,6 +257,7 @@ void Paxos::BecomeLeader(std::map<LogIndex, pb::Entry> recovered, LogIndex last)
   prepared_.clear();
   broadcast_pending_ = true;
   if (RecoveryDone()) ReleaseReadsWaitingForRecovery();
+  PadToConfiguration();
 }
 
 void Paxos::HandleTimeoutNow(const pb::Message& m) {
