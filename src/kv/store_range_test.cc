@@ -1,6 +1,9 @@
 // Range: etcd's rules for key ranges, limits, counts, sorting, filters and past revisions.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include "kv/errors.h"
 #include "kv/kv_test_util.h"
 
@@ -213,6 +216,36 @@ TEST_F(KvRange, ARangeThroughTheLogReadsTheCurrentState) {
   EXPECT_EQ(Keys(out.range()), (Strings{"a", "b"}));
   EXPECT_EQ(out.range().header().revision(), 6);
   EXPECT_EQ(s_->Revision(), 6);
+}
+
+TEST_F(KvRange, AConcurrentReadNeverSeesHalfAnEntry) {
+  // Every entry puts x and y to the same value in one revision: a read at the current
+  // revision must see both or neither, and report the revision they carry.
+  kvpb::TxnRequest t;
+  *t.add_success() = OpPut("x", "0");
+  *t.add_success() = OpPut("y", "0");
+  s_.ApplyOk(TxnReq(t));
+  std::atomic<bool> stop{false};
+  std::atomic<int> reads{0};
+  std::thread reader([&] {
+    while (!stop) {
+      auto r = s_->Range(RangeReq("x", "z").range());
+      ASSERT_TRUE(r.ok());
+      ASSERT_EQ(r.value().kvs_size(), 2);
+      ASSERT_EQ(r.value().kvs(0).value(), r.value().kvs(1).value());
+      ASSERT_EQ(r.value().kvs(0).mod_revision(), r.value().header().revision());
+      ASSERT_EQ(r.value().kvs(1).mod_revision(), r.value().header().revision());
+      ++reads;
+    }
+  });
+  for (int i = 1; i <= 500; ++i) {
+    t.mutable_success(0)->mutable_request_put()->set_value(std::to_string(i));
+    t.mutable_success(1)->mutable_request_put()->set_value(std::to_string(i));
+    s_.ApplyOk(TxnReq(t));
+  }
+  stop = true;
+  reader.join();
+  EXPECT_GT(reads.load(), 0);
 }
 
 }  // namespace

@@ -84,8 +84,9 @@ Result<int64_t> WriteTxn::DeleteRange(const KeyRange& range,
     Status s = DeleteKey(kv.key(), old);
     if (!s.ok()) return s;
   }
+  const int64_t deleted = live.value().count;
   if (prev_kvs != nullptr) *prev_kvs = std::move(live.value().kvs);
-  return static_cast<int64_t>(prev_kvs != nullptr ? prev_kvs->size() : live.value().count);
+  return deleted;
 }
 
 // --- Put, DeleteRange ---

@@ -49,8 +49,7 @@ Status CheckOp(const StoreOptions& options, const kvpb::RequestOp& op, int64_t o
 
 // etcd's checkTxnRequest: a nested txn gets what its parent's widest list left of the bound.
 Status CheckTxn(const StoreOptions& options, const kvpb::TxnRequest& r, int64_t ops_max) {
-  const int64_t opc = std::max<int64_t>(
-      {r.compare_size(), r.success_size(), static_cast<int64_t>(r.failure_size())});
+  const int64_t opc = std::max({r.compare_size(), r.success_size(), r.failure_size()});
   if (opc > ops_max) return ErrTooManyOps();
   for (const auto& c : r.compare()) {
     if (c.key().empty()) return ErrEmptyKey();
