@@ -52,7 +52,7 @@ class PaxosLog {
   bool HasCommittedToApply() const;
 
   // Entries not yet handed to the caller for persistence (from the lowest slot written
-  // since, to the end); marks them handed. Returns the last index handed, if any.
+  // since, to the end); marks them handed.
   std::vector<pb::Entry> TakeUnstable();
   bool HasUnstable() const { return unstable_from_ <= LastIndex(); }
   // The caller made the entries handed out up to `handed_last` durable.

@@ -478,6 +478,33 @@ TEST(Paxos, ALaggingAcceptorCatchesUpBySnapshot) {
   EXPECT_EQ(AppliedData(c.node(3)).back(), "after");
 }
 
+// Unlike a Raft follower, an acceptor that installs a snapshot keeps the values it
+// accepted after it: one of them may belong to a quorum that chose it.
+TEST(Paxos, AnInstalledSnapshotKeepsTheValuesAcceptedAfterIt) {
+  Cluster c(3);
+  const Ballot old = MakeBallot(1, 2);
+  std::vector<pb::Entry> log;
+  for (LogIndex i = 1; i <= 12; ++i) log.push_back(Value(i, old, old, "old" + std::to_string(i)));
+  c.StartWithLog(3, {1, 2, 3}, log, old);
+  c.Isolate(3);
+  c.ElectLeader(1);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(c.Propose(1, "v" + std::to_string(i)).ok());
+  c.Stabilize();
+  ASSERT_TRUE(c.Compact(1).ok());
+  const LogIndex snap = c.node(1).snapshot.metadata().index();
+  ASSERT_LT(snap, 12u);
+  c.Heal();
+  c.DropIf(Is(pb::MSG_ACCEPT, 1, 3));  // only the snapshot reaches member 3
+  c.TickAll(3);
+  ASSERT_EQ(c.node(3).snapshot.metadata().index(), snap);
+  ASSERT_EQ(c.node(3).DurableLastIndex(), 12u);
+  for (LogIndex i = snap + 1; i <= 12; ++i) {
+    EXPECT_EQ(c.node(3).DurableEntry(i)->data(), "old" + std::to_string(i));
+    EXPECT_EQ(c.node(3).DurableEntry(i)->ballot(), old);
+  }
+  EXPECT_EQ(c.CommitOf(3), snap);
+}
+
 TEST(Paxos, OnlyDurableChosenValuesAreApplied) {
   Cluster c(3);
   c.ElectLeader(1);
