@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,6 +69,8 @@ class EtcdCompat : public ::testing::Test {
     const std::string log = (dir_ / "etcd.log").string();
     pid_ = ::fork();
     if (pid_ == 0) {
+      // etcd must not outlive a test that crashes or is killed.
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       FILE* out = std::freopen(log.c_str(), "w", stdout);
       (void)out;
       ::dup2(::fileno(stdout), 2);
