@@ -7,15 +7,16 @@
 #include <cstdlib>
 
 namespace synod::detail {
-[[noreturn]] inline void AssertFailed(const char* expr, const char* file, int line, const char* why) {
+[[noreturn]] inline void AssertFailed(const char* expr, const char* file, int line,
+                                      const char* why) {
   std::fprintf(stderr, "%s:%d: assertion failed: %s (%s)\n", file, line, expr, why);
   std::abort();
 }
 }  // namespace synod::detail
 
 // ASSERT(cond, "why it must hold")
-#define SYNOD_ASSERT(cond, why)                                         \
-  do {                                                                  \
+#define SYNOD_ASSERT(cond, why)                                                 \
+  do {                                                                          \
     if (!(cond)) ::synod::detail::AssertFailed(#cond, __FILE__, __LINE__, why); \
   } while (0)
 

@@ -12,7 +12,7 @@ namespace synod {
 template <typename T>
 class Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {  // NOLINT
     SYNOD_ASSERT(!status_.ok(), "a Result built from a Status must carry an error");
   }

@@ -113,31 +113,36 @@ Status Node::Open() {
   if (ec) return Status(Code::kIoError, "create " + options_.data_dir + ": " + ec.message());
 
   storage::WalRecovered recovered;
-  if (Status s = storage::Wal::Open(options_.data_dir + "/wal", options_.wal, &wal_, &recovered); !s.ok()) {
+  if (Status s = storage::Wal::Open(options_.data_dir + "/wal", options_.wal, &wal_, &recovered);
+      !s.ok()) {
     return s;
   }
   consensus::DurableState durable;
   if (recovered.hard_state) durable.hard_state = *recovered.hard_state;
-  if (Status s = LoadLatestSnapshot(options_.data_dir + "/snap", &durable.snapshot); !s.ok()) return s;
+  if (Status s = LoadLatestSnapshot(options_.data_dir + "/snap", &durable.snapshot); !s.ok())
+    return s;
   const bool fresh = !recovered.hard_state && durable.snapshot.metadata().index() == 0 &&
                      recovered.entries.empty();
   if (fresh && !options_.join_existing) {
     // A new cluster: every founding member starts from the same index-0 membership.
     // It is written down as the index-0 snapshot, so that a restart finds it again.
-    for (NodeId v : options_.initial_voters) durable.snapshot.mutable_metadata()->mutable_conf_state()->add_voters(v);
+    for (NodeId v : options_.initial_voters)
+      durable.snapshot.mutable_metadata()->mutable_conf_state()->add_voters(v);
     if (Status s = WriteSnapshotFile(durable.snapshot); !s.ok()) return s;
   }
   const LogIndex snap_index = durable.snapshot.metadata().index();
   if (recovered.snapshot && recovered.snapshot->index() > snap_index) {
-    return Status(Code::kCorruption, "the WAL names a snapshot at " + std::to_string(recovered.snapshot->index()) +
-                                         " but the newest snapshot file is at " + std::to_string(snap_index));
+    return Status(Code::kCorruption,
+                  "the WAL names a snapshot at " + std::to_string(recovered.snapshot->index()) +
+                      " but the newest snapshot file is at " + std::to_string(snap_index));
   }
   for (auto& e : recovered.entries) {
     if (e.index() > snap_index) durable.entries.push_back(std::move(e));
   }
   if (!durable.entries.empty() && durable.entries.front().index() != snap_index + 1) {
-    return Status(Code::kCorruption, "the WAL's entries start at " + std::to_string(durable.entries.front().index()) +
-                                         ", after a gap from the snapshot at " + std::to_string(snap_index));
+    return Status(Code::kCorruption,
+                  "the WAL's entries start at " + std::to_string(durable.entries.front().index()) +
+                      ", after a gap from the snapshot at " + std::to_string(snap_index));
   }
   // The state machine may have lost unsynced writes: if it is behind the snapshot the
   // log was compacted to, it starts again from the snapshot.
@@ -146,8 +151,9 @@ Status Node::Open() {
   }
   snapshot_index_ = snap_index;
   options_.raft.id = options_.id;
-  options_.raft.seed ^= options_.id * 0x9e3779b97f4a7c15ULL ^
-                        static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  options_.raft.seed ^=
+      options_.id * 0x9e3779b97f4a7c15ULL ^
+      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   engine_ = std::make_unique<consensus::raft::Raft>(options_.raft, durable);
   PublishStatus();
   return Status::Ok();
@@ -289,7 +295,8 @@ void Node::PersistLoop() {
     storage::WalWrite write;
     if (rd.snapshot) {
       Status s = WriteSnapshotFile(*rd.snapshot);
-      SYNOD_ASSERT(s.ok(), "cannot persist a snapshot: the member must stop (disk full or I/O error)");
+      SYNOD_ASSERT(s.ok(),
+                   "cannot persist a snapshot: the member must stop (disk full or I/O error)");
       write.snapshot = rd.snapshot->metadata();
     }
     write.entries = rd.entries;
@@ -388,7 +395,8 @@ Status Node::WriteSnapshotFile(const pb::Snapshot& snapshot) {
   std::string bytes(4, '\0');
   std::memcpy(bytes.data(), &crc, 4);
   bytes += body;
-  if (Status s = WriteFileDurably(SnapshotPath(dir, snapshot.metadata().index()), bytes); !s.ok()) return s;
+  if (Status s = WriteFileDurably(SnapshotPath(dir, snapshot.metadata().index()), bytes); !s.ok())
+    return s;
   // Keep the newest two snapshot files.
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(dir)) {

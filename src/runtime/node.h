@@ -69,12 +69,12 @@ class Transport {
 struct NodeOptions {
   NodeId id = consensus::kNoNode;
   uint64_t group_id = 1;
-  std::string data_dir;                 // holds wal/ and snap/
-  std::vector<NodeId> initial_voters;   // a new cluster's members (ignored on restart)
-  bool join_existing = false;           // a member added to a running cluster
+  std::string data_dir;                // holds wal/ and snap/
+  std::vector<NodeId> initial_voters;  // a new cluster's members (ignored on restart)
+  bool join_existing = false;          // a member added to a running cluster
   std::chrono::milliseconds tick_interval{100};
-  consensus::raft::Config raft;         // id and seed are filled in by the node
-  uint64_t snapshot_entries = 10000;    // applied entries between two snapshots
+  consensus::raft::Config raft;       // id and seed are filled in by the node
+  uint64_t snapshot_entries = 10000;  // applied entries between two snapshots
   storage::WalOptions wal;
 };
 
@@ -139,8 +139,8 @@ class Node {
 
   // Loop thread state.
   std::map<LogIndex, Pending> proposals_;
-  std::map<uint64_t, ReadCallback> reads_;                  // by request id
-  std::multimap<LogIndex, ReadCallback> reads_to_serve_;    // confirmed, waiting to apply
+  std::map<uint64_t, ReadCallback> reads_;                // by request id
+  std::multimap<LogIndex, ReadCallback> reads_to_serve_;  // confirmed, waiting to apply
   uint64_t next_read_id_ = 1;
   bool ready_in_flight_ = false;
   LogIndex snapshot_index_ = 0;

@@ -22,7 +22,8 @@ class RecordingStateMachine : public StateMachine {
   std::string Apply(const pb::Entry& entry) override {
     std::lock_guard lock(mu_);
     applied_ = entry.index();
-    if (entry.type() == pb::ENTRY_NORMAL && !entry.data().empty()) commands_.push_back(entry.data());
+    if (entry.type() == pb::ENTRY_NORMAL && !entry.data().empty())
+      commands_.push_back(entry.data());
     return "applied " + entry.data();
   }
   LogIndex AppliedIndex() const override {
@@ -85,9 +86,10 @@ class MemoryTransport : public Transport {
 
 class Cluster {
  public:
-  explicit Cluster(int size, uint64_t snapshot_entries = 10000) : snapshot_entries_(snapshot_entries) {
-    root_ = fs::temp_directory_path() / ("synod-node-test-" + std::to_string(::getpid()) + "-" +
-                                         std::to_string(counter_++));
+  explicit Cluster(int size, uint64_t snapshot_entries = 10000)
+      : snapshot_entries_(snapshot_entries) {
+    root_ = fs::temp_directory_path() /
+            ("synod-node-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
     fs::remove_all(root_);
     for (int i = 1; i <= size; ++i) voters_.push_back(i);
     for (NodeId id : voters_) Start(id);
@@ -134,7 +136,8 @@ class Cluster {
       if (leader == 0 || !nodes_.count(leader)) continue;
       std::promise<Result<std::string>> done;
       auto f = done.get_future();
-      nodes_[leader]->Propose(command, [&done](Result<std::string> r) { done.set_value(std::move(r)); });
+      nodes_[leader]->Propose(command,
+                              [&done](Result<std::string> r) { done.set_value(std::move(r)); });
       if (f.wait_for(5s) != std::future_status::ready) continue;
       auto r = f.get();
       if (r.ok()) return r.value();
@@ -179,7 +182,8 @@ TEST(Node, ThreeMembersElectALeaderAndApplyTheSameCommandsInOrder) {
   ASSERT_NE(c.WaitForLeader(), 0u);
   for (const auto& cmd : Numbered("put-", 0, 50)) EXPECT_EQ(c.Put(cmd), "applied " + cmd);
   ASSERT_TRUE(c.WaitApplied(50));
-  for (NodeId id : {1, 2, 3}) EXPECT_EQ(c.state(id).Commands(), Numbered("put-", 0, 50)) << "member " << id;
+  for (NodeId id : {1, 2, 3})
+    EXPECT_EQ(c.state(id).Commands(), Numbered("put-", 0, 50)) << "member " << id;
 }
 
 TEST(Node, ConcurrentProposalsShareFsyncs) {

@@ -41,8 +41,8 @@ void InvariantChecker::OnSnapshotInstalled(NodeId node, LogIndex index, Term ter
   auto it = committed_.find(index);
   if (it != committed_.end() && it->second.term != term) {
     Fail("state machine safety: node " + std::to_string(node) + " installed a snapshot at index " +
-         std::to_string(index) + " term " + std::to_string(term) + " but the committed entry there has term " +
-         std::to_string(it->second.term));
+         std::to_string(index) + " term " + std::to_string(term) +
+         " but the committed entry there has term " + std::to_string(it->second.term));
   }
 }
 
@@ -65,21 +65,22 @@ void InvariantChecker::OnDurableHardState(NodeId node, const pb::HardState& befo
 void InvariantChecker::CheckLeaderCompleteness(NodeId node, Term term, LogIndex snapshot_index,
                                                const std::vector<pb::Entry>& entries) {
   for (const auto& [index, fp] : committed_) {
-    if (index <= snapshot_index) continue;  // covered by the snapshot
+    if (index <= snapshot_index) continue;        // covered by the snapshot
     if (fp.known_committed_in >= term) continue;  // maybe committed after this term
     const LogIndex first = entries.empty() ? snapshot_index + 1 : entries.front().index();
     const bool present = index >= first && index - first < entries.size() &&
                          entries[index - first].term() == fp.term;
     if (!present) {
       Fail("leader completeness: node " + std::to_string(node) + " became leader of term " +
-           std::to_string(term) + " without committed entry " + std::to_string(index) +
-           " (term " + std::to_string(fp.term) + ")");
+           std::to_string(term) + " without committed entry " + std::to_string(index) + " (term " +
+           std::to_string(fp.term) + ")");
       return;
     }
   }
 }
 
-void InvariantChecker::CheckLogMatching(const std::map<NodeId, std::vector<pb::Entry>>& logs, bool prefixes) {
+void InvariantChecker::CheckLogMatching(const std::map<NodeId, std::vector<pb::Entry>>& logs,
+                                        bool prefixes) {
   // (index, term) identifies an entry: same data everywhere, same predecessor term.
   struct Seen {
     uint64_t hash;
@@ -91,14 +92,14 @@ void InvariantChecker::CheckLogMatching(const std::map<NodeId, std::vector<pb::E
     for (size_t i = 0; i < entries.size(); ++i) {
       const pb::Entry& e = entries[i];
       const Term prev_term = i == 0 ? 0 : entries[i - 1].term();
-      auto [it, inserted] = seen.emplace(std::make_pair(e.index(), e.term()),
-                                         Seen{Hash(e.data()), prev_term, node});
+      auto [it, inserted] =
+          seen.emplace(std::make_pair(e.index(), e.term()), Seen{Hash(e.data()), prev_term, node});
       if (inserted) continue;
       const bool prev_known = prefixes && i > 0 && it->second.prev_term != 0;
       if (it->second.hash != Hash(e.data()) || (prev_known && it->second.prev_term != prev_term)) {
-        Fail("log matching: nodes " + std::to_string(it->second.node) + " and " + std::to_string(node) +
-             " disagree at or before index " + std::to_string(e.index()) + " term " +
-             std::to_string(e.term()));
+        Fail("log matching: nodes " + std::to_string(it->second.node) + " and " +
+             std::to_string(node) + " disagree at or before index " + std::to_string(e.index()) +
+             " term " + std::to_string(e.term()));
         return;
       }
     }

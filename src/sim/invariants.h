@@ -47,9 +47,7 @@ class InvariantChecker {
 
   const std::string& violation() const { return violation_; }
   bool ok() const { return violation_.empty(); }
-  LogIndex highest_committed() const {
-    return committed_.empty() ? 0 : committed_.rbegin()->first;
-  }
+  LogIndex highest_committed() const { return committed_.empty() ? 0 : committed_.rbegin()->first; }
 
  private:
   void Fail(std::string what);

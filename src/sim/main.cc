@@ -21,9 +21,10 @@ using synod::sim::SimResult;
 namespace {
 
 std::optional<PlantedBug> ParseBug(const std::string& name) {
-  for (PlantedBug b : {PlantedBug::kNone, PlantedBug::kCountVoteTwice, PlantedBug::kCommitPreviousTerm,
-                       PlantedBug::kReadWithoutReadIndex, PlantedBug::kAckBeforeFsync,
-                       PlantedBug::kForgetPromiseOnRestart, PlantedBug::kSkipRecovery}) {
+  for (PlantedBug b :
+       {PlantedBug::kNone, PlantedBug::kCountVoteTwice, PlantedBug::kCommitPreviousTerm,
+        PlantedBug::kReadWithoutReadIndex, PlantedBug::kAckBeforeFsync,
+        PlantedBug::kForgetPromiseOnRestart, PlantedBug::kSkipRecovery}) {
     if (name == synod::consensus::PlantedBugName(b)) return b;
   }
   return std::nullopt;
@@ -42,23 +43,30 @@ int main(int argc, char** argv) {
   int jobs = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   bool keep_going = false;
   bool list_engines = false;
-  app.add_option("--engine", base.engine, "consensus engine (see --list-engines)")->capture_default_str();
-  app.add_option("--nodes", base.nodes, "cluster size")->check(CLI::Range(1, 9))->capture_default_str();
+  app.add_option("--engine", base.engine, "consensus engine (see --list-engines)")
+      ->capture_default_str();
+  app.add_option("--nodes", base.nodes, "cluster size")
+      ->check(CLI::Range(1, 9))
+      ->capture_default_str();
   app.add_option("--seeds", seeds, "number of seeds to run")->capture_default_str();
   app.add_option("--first-seed", first_seed, "first seed of the range")->capture_default_str();
   app.add_option("--seed", one_seed, "run (replay) this one seed");
-  app.add_option("--faults", faults,
-                 "all, none, or a list of crash,partition,loss,duplicate,reorder,membership,transfer")
+  app.add_option(
+         "--faults", faults,
+         "all, none, or a list of crash,partition,loss,duplicate,reorder,membership,transfer")
       ->capture_default_str();
-  app.add_option("--fault-ms", base.fault_ms, "simulated ms of the safety phase")->capture_default_str();
-  app.add_option("--liveness-ms", base.liveness_ms, "simulated ms allowed to recover")->capture_default_str();
+  app.add_option("--fault-ms", base.fault_ms, "simulated ms of the safety phase")
+      ->capture_default_str();
+  app.add_option("--liveness-ms", base.liveness_ms, "simulated ms allowed to recover")
+      ->capture_default_str();
   app.add_option("--fault-interval-ms", base.fault_interval_ms_max,
                  "the longest time between two faults (the shortest is a tenth of it)")
       ->capture_default_str();
   app.add_option("--clients", base.clients, "concurrent clients")->capture_default_str();
   app.add_option("--keys", base.keys, "keys the clients share")->capture_default_str();
   app.add_option("--jobs", jobs, "seeds run in parallel")->capture_default_str();
-  app.add_option("--planted-bug", bug, "test builds only: run with a planted bug")->capture_default_str();
+  app.add_option("--planted-bug", bug, "test builds only: run with a planted bug")
+      ->capture_default_str();
   app.add_flag("--trace", base.trace, "print every event of the run");
   app.add_flag("--keep-going", keep_going, "run every seed even after a violation");
   app.add_flag("--list-engines", list_engines, "print the engines this build knows and exit");
@@ -72,7 +80,8 @@ int main(int argc, char** argv) {
   if (!synod::sim::KnownEngine(base.engine)) {
     std::string known;
     for (const auto& name : synod::sim::EngineNames()) known += (known.empty() ? "" : ", ") + name;
-    std::fprintf(stderr, "synod-sim: unknown engine '%s' (known: %s)\n", base.engine.c_str(), known.c_str());
+    std::fprintf(stderr, "synod-sim: unknown engine '%s' (known: %s)\n", base.engine.c_str(),
+                 known.c_str());
     return 2;
   }
   auto parsed = synod::sim::FaultSet::Parse(faults);
@@ -97,8 +106,9 @@ int main(int argc, char** argv) {
   std::atomic<uint64_t> next{0};
   std::atomic<bool> stop{false};
   std::mutex mu;
-  uint64_t runs = 0, failures = 0, ops_ok = 0, ops_unknown = 0, sim_ms = 0, leaders = 0, crashes = 0,
-           partitions = 0, conf_changes = 0, transfers = 0, snapshots = 0, events = 0, lin_unknown = 0;
+  uint64_t runs = 0, failures = 0, ops_ok = 0, ops_unknown = 0, sim_ms = 0, leaders = 0,
+           crashes = 0, partitions = 0, conf_changes = 0, transfers = 0, snapshots = 0, events = 0,
+           lin_unknown = 0;
   const auto start = std::chrono::steady_clock::now();
   auto worker = [&] {
     for (;;) {
@@ -122,14 +132,16 @@ int main(int argc, char** argv) {
       lin_unknown += r.stats.linearizability_unknown ? 1 : 0;
       if (!r.ok) {
         failures++;
-        std::printf("\nseed %llu: VIOLATION: %s\n--- last events ---\n%s--- replay with ---\n  %s\n",
-                    static_cast<unsigned long long>(o.seed), r.violation.c_str(), r.trace_tail.c_str(),
-                    r.replay_command.c_str());
+        std::printf(
+            "\nseed %llu: VIOLATION: %s\n--- last events ---\n%s--- replay with ---\n  %s\n",
+            static_cast<unsigned long long>(o.seed), r.violation.c_str(), r.trace_tail.c_str(),
+            r.replay_command.c_str());
         if (!keep_going) stop = true;
       }
       if (seeds >= 100 && runs % (seeds / 10) == 0) {
         std::printf("  %llu/%llu seeds, %llu violations\n", static_cast<unsigned long long>(runs),
-                    static_cast<unsigned long long>(seeds), static_cast<unsigned long long>(failures));
+                    static_cast<unsigned long long>(seeds),
+                    static_cast<unsigned long long>(failures));
         std::fflush(stdout);
       }
     }
@@ -144,10 +156,12 @@ int main(int argc, char** argv) {
       "\nengine %s, %d nodes, faults %s: %llu seeds, %llu violations\n"
       "  simulated %.0f s in %.1f s wall (%.0fx real time, %d jobs), %.0f seeds/min\n"
       "  %llu events; %llu client ops answered, %llu with unknown outcome; %llu leaders elected,\n"
-      "  %llu crashes, %llu partitions, %llu membership changes, %llu leader transfers, %llu snapshots installed\n",
-      base.engine.c_str(), base.nodes, base.faults.ToString().c_str(), static_cast<unsigned long long>(runs),
-      static_cast<unsigned long long>(failures), sim_ms / 1000.0, wall_s, sim_ms / 1000.0 / wall_s, jobs,
-      runs / wall_s * 60, static_cast<unsigned long long>(events), static_cast<unsigned long long>(ops_ok),
+      "  %llu crashes, %llu partitions, %llu membership changes, %llu leader transfers, %llu "
+      "snapshots installed\n",
+      base.engine.c_str(), base.nodes, base.faults.ToString().c_str(),
+      static_cast<unsigned long long>(runs), static_cast<unsigned long long>(failures),
+      sim_ms / 1000.0, wall_s, sim_ms / 1000.0 / wall_s, jobs, runs / wall_s * 60,
+      static_cast<unsigned long long>(events), static_cast<unsigned long long>(ops_ok),
       static_cast<unsigned long long>(ops_unknown), static_cast<unsigned long long>(leaders),
       static_cast<unsigned long long>(crashes), static_cast<unsigned long long>(partitions),
       static_cast<unsigned long long>(conf_changes), static_cast<unsigned long long>(transfers),

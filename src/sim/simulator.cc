@@ -26,9 +26,7 @@ using consensus::ProposalId;
 using consensus::Ready;
 using consensus::Role;
 
-FaultSet FaultSet::All() {
-  return {true, true, true, true, true, true, true};
-}
+FaultSet FaultSet::All() { return {true, true, true, true, true, true, true}; }
 
 Result<FaultSet> FaultSet::Parse(const std::string& text) {
   if (text == "all") return All();
@@ -37,14 +35,22 @@ Result<FaultSet> FaultSet::Parse(const std::string& text) {
   std::stringstream ss(text);
   std::string item;
   while (std::getline(ss, item, ',')) {
-    if (item == "crash") f.crash = true;
-    else if (item == "partition") f.partition = true;
-    else if (item == "loss") f.loss = true;
-    else if (item == "duplicate") f.duplicate = true;
-    else if (item == "reorder") f.reorder = true;
-    else if (item == "membership") f.membership = true;
-    else if (item == "transfer") f.transfer = true;
-    else return Status(Code::kInvalidArgument, "unknown fault '" + item + "'");
+    if (item == "crash")
+      f.crash = true;
+    else if (item == "partition")
+      f.partition = true;
+    else if (item == "loss")
+      f.loss = true;
+    else if (item == "duplicate")
+      f.duplicate = true;
+    else if (item == "reorder")
+      f.reorder = true;
+    else if (item == "membership")
+      f.membership = true;
+    else if (item == "transfer")
+      f.transfer = true;
+    else
+      return Status(Code::kInvalidArgument, "unknown fault '" + item + "'");
   }
   return f;
 }
@@ -105,8 +111,8 @@ struct Node {
   std::optional<Ready> persisting;  // a Ready whose fsync is under way
   Term term = 0;
   Term checked_leader_term = 0;
-  std::map<LogIndex, PendingRequest> writes;     // by proposal index
-  std::map<uint64_t, PendingRequest> reads;      // by read request id
+  std::map<LogIndex, PendingRequest> writes;               // by proposal index
+  std::map<uint64_t, PendingRequest> reads;                // by read request id
   std::multimap<LogIndex, PendingRequest> reads_to_serve;  // confirmed, waiting to apply
 };
 
@@ -114,8 +120,8 @@ enum class OpType { kPut, kGet, kCas };
 
 struct Client {
   int id = 0;
-  uint64_t op_id = 0;         // current operation (0: idle)
-  size_t history_slot = 0;    // its record in the history
+  uint64_t op_id = 0;       // current operation (0: idle)
+  size_t history_slot = 0;  // its record in the history
   OpType type = OpType::kGet;
   KvCommand command;
   std::string key;
@@ -131,10 +137,10 @@ enum class EventKind {
   kReply,        // a member's answer reaches a client
   kClientStart,  // a client begins its next operation
   kClientTimeout,
-  kFault,        // the fault scheduler acts
-  kCrash,        // a member crashes (scheduled: see ObserveRole)
-  kRestart,      // a crashed member comes back
-  kHealLink,     // a partition ends
+  kFault,     // the fault scheduler acts
+  kCrash,     // a member crashes (scheduled: see ObserveRole)
+  kRestart,   // a crashed member comes back
+  kHealLink,  // a partition ends
   kLivenessPhase,
   kEnd,
 };
@@ -309,7 +315,8 @@ void Simulation::Restart(Node& n) {
   if (n.up) return;
   StartNode(n);
   Trace("restart n" + std::to_string(n.id) + " (term " + std::to_string(n.term) + ", log " +
-        std::to_string(n.disk.snapshot.metadata().index()) + "+" + std::to_string(n.disk.entries.size()) + ")");
+        std::to_string(n.disk.snapshot.metadata().index()) + "+" +
+        std::to_string(n.disk.entries.size()) + ")");
   PumpReady(n);
 }
 
@@ -471,8 +478,8 @@ std::string Simulation::DescribeNode(Node& n) {
   if (!n.up) return out;
   const auto s = n.engine->GetStatus();
   out += ": " + std::string(consensus::RoleName(s.role)) + " term " + std::to_string(s.term) +
-         " leader n" + std::to_string(s.leader) + " commit " + std::to_string(s.commit) + " applied " +
-         std::to_string(n.applied) + " log " + std::to_string(s.first_index) + ".." +
+         " leader n" + std::to_string(s.leader) + " commit " + std::to_string(s.commit) +
+         " applied " + std::to_string(n.applied) + " log " + std::to_string(s.first_index) + ".." +
          std::to_string(s.last_index) + " voters {";
   for (NodeId v : s.conf_state.voters()) out += " n" + std::to_string(v);
   out += " } learners {";
@@ -595,7 +602,8 @@ void Simulation::HandleRequest(Node& n, const Event& ev) {
     }
   }
   if (opt_.trace && !status.ok()) {
-    Trace("n" + std::to_string(n.id) + " turns client " + std::to_string(c.id) + " away: " + status.message());
+    Trace("n" + std::to_string(n.id) + " turns client " + std::to_string(c.id) +
+          " away: " + status.message());
   }
   if (!status.ok()) {
     Reply reply;
@@ -640,8 +648,10 @@ void Simulation::HandleReply(Client& c, const Event& ev) {
 // Faults.
 
 void Simulation::ScheduleNextFault() {
-  NewEvent(static_cast<int64_t>(rng_.Between(opt_.fault_interval_ms_min, opt_.fault_interval_ms_max)) * kMs,
-           EventKind::kFault);
+  NewEvent(
+      static_cast<int64_t>(rng_.Between(opt_.fault_interval_ms_min, opt_.fault_interval_ms_max)) *
+          kMs,
+      EventKind::kFault);
 }
 
 void Simulation::Fault() {
@@ -669,25 +679,31 @@ void Simulation::Fault() {
       }
       for (NodeId id : up) {
         Crash(N(id));
-        Event* ev = NewEvent(static_cast<int64_t>(rng_.Between(20, 1500)) * kMs, EventKind::kRestart);
+        Event* ev =
+            NewEvent(static_cast<int64_t>(rng_.Between(20, 1500)) * kMs, EventKind::kRestart);
         ev->node = id;
       }
       break;
     }
-    case 1: FaultPartition(); break;
+    case 1:
+      FaultPartition();
+      break;
     case 2: {  // heal everything
       if (!blocked_.empty()) Trace("network heals");
       blocked_.clear();
       break;
     }
-    case 3: FaultMembership(); break;
+    case 3:
+      FaultMembership();
+      break;
     case 4: {
       if (auto leader = Leader()) {
         auto voters = N(*leader).engine->GetStatus().conf_state.voters();
         const NodeId target = voters[rng_.Below(voters.size())];
         if (N(*leader).engine->TransferLeader(target).ok() && target != *leader) {
           result_.stats.transfers++;
-          Trace("n" + std::to_string(*leader) + " transfers leadership to n" + std::to_string(target));
+          Trace("n" + std::to_string(*leader) + " transfers leadership to n" +
+                std::to_string(target));
         }
         PumpReady(N(*leader));
       }
@@ -707,7 +723,8 @@ void Simulation::FaultPartition() {
     if (to == from) to = ids[(rng_.Below(ids.size() - 1) + 1 + (from - 1)) % ids.size()];
     blocked_.insert({from, to});
     Trace("link n" + std::to_string(from) + " -> n" + std::to_string(to) + " cut");
-    Event* heal = NewEvent(static_cast<int64_t>(rng_.Between(100, 2000)) * kMs, EventKind::kHealLink);
+    Event* heal =
+        NewEvent(static_cast<int64_t>(rng_.Between(100, 2000)) * kMs, EventKind::kHealLink);
     heal->link_from = from;
     heal->link_to = to;
     return;
@@ -791,7 +808,8 @@ void Simulation::CheckLogMatching() {
 void Simulation::CheckLinearizability() {
   auto res = check::CheckKvLinearizability(history_, 2'000'000);
   if (res.verdict == check::CheckResult::Verdict::kNotLinearizable) {
-    Fail("linearizability: the history of key " + res.key + " is not linearizable\n" + res.explanation);
+    Fail("linearizability: the history of key " + res.key + " is not linearizable\n" +
+         res.explanation);
   } else if (res.verdict == check::CheckResult::Verdict::kUnknown) {
     result_.stats.linearizability_unknown = true;
   }
@@ -805,14 +823,16 @@ SimResult Simulation::Run() {
   for (int i = 1; i <= opt_.nodes; ++i) {
     Node& n = nodes_[i];
     n.id = i;
-    for (int v = 1; v <= opt_.nodes; ++v) n.disk.snapshot.mutable_metadata()->mutable_conf_state()->add_voters(v);
+    for (int v = 1; v <= opt_.nodes; ++v)
+      n.disk.snapshot.mutable_metadata()->mutable_conf_state()->add_voters(v);
   }
   for (auto& [id, n] : nodes_) StartNode(n);
   clients_.resize(opt_.clients);
   for (int i = 0; i < opt_.clients; ++i) {
     clients_[i].id = i;
     clients_[i].target = 1 + rng_.Below(opt_.nodes);
-    Event* ev = NewEvent(static_cast<int64_t>(rng_.Between(100, 300)) * kMs, EventKind::kClientStart);
+    Event* ev =
+        NewEvent(static_cast<int64_t>(rng_.Between(100, 300)) * kMs, EventKind::kClientStart);
     ev->client = i;
   }
   ScheduleNextFault();
@@ -829,7 +849,8 @@ SimResult Simulation::Run() {
         Node& n = N(ev->node);
         if (n.up && LinkOpen(ev->link_from, ev->node)) {
           pb::Envelope envelope;
-          SYNOD_ASSERT(envelope.ParseFromString(ev->wire), "the simulated network does not corrupt");
+          SYNOD_ASSERT(envelope.ParseFromString(ev->wire),
+                       "the simulated network does not corrupt");
           for (const auto& m : envelope.messages()) n.engine->Step(m);
           PumpReady(n);
         }
@@ -858,8 +879,12 @@ SimResult Simulation::Run() {
         if (n.up) HandleRequest(n, *ev);
         break;
       }
-      case EventKind::kReply: HandleReply(clients_[ev->client], *ev); break;
-      case EventKind::kClientStart: ClientStart(clients_[ev->client]); break;
+      case EventKind::kReply:
+        HandleReply(clients_[ev->client], *ev);
+        break;
+      case EventKind::kClientStart:
+        ClientStart(clients_[ev->client]);
+        break;
       case EventKind::kClientTimeout: {
         Client& c = clients_[ev->client];
         if (c.op_id != ev->op_id) break;
@@ -870,25 +895,33 @@ SimResult Simulation::Run() {
         next->client = c.id;
         break;
       }
-      case EventKind::kFault: Fault(); break;
+      case EventKind::kFault:
+        Fault();
+        break;
       case EventKind::kCrash: {
         Node& n = N(ev->node);
         if (!n.up || n.incarnation != ev->incarnation || liveness_phase_) break;
         Crash(n);
-        Event* restart = NewEvent(static_cast<int64_t>(rng_.Between(20, 800)) * kMs, EventKind::kRestart);
+        Event* restart =
+            NewEvent(static_cast<int64_t>(rng_.Between(20, 800)) * kMs, EventKind::kRestart);
         restart->node = n.id;
         break;
       }
       case EventKind::kRestart:
         if (!liveness_phase_) Restart(N(ev->node));
         break;
-      case EventKind::kHealLink: blocked_.erase({ev->link_from, ev->link_to}); break;
-      case EventKind::kLivenessPhase: StartLivenessPhase(); break;
+      case EventKind::kHealLink:
+        blocked_.erase({ev->link_from, ev->link_to});
+        break;
+      case EventKind::kLivenessPhase:
+        StartLivenessPhase();
+        break;
       case EventKind::kEnd:
         done_ = true;
         if (result_.stats.ops_ok == ops_ok_at_liveness_) {
           for (auto& [id, n] : nodes_) Trace(DescribeNode(n));
-          Fail("liveness: no client operation completed in the " + std::to_string(opt_.liveness_ms) +
+          Fail("liveness: no client operation completed in the " +
+               std::to_string(opt_.liveness_ms) +
                " ms after the network healed and every member restarted");
         }
         break;
@@ -901,8 +934,9 @@ SimResult Simulation::Run() {
   if (result_.ok) CheckLinearizability();
   for (const auto& line : trace_) result_.trace_tail += line + "\n";
   std::ostringstream replay;
-  replay << "synod-sim --engine " << opt_.engine << " --nodes " << opt_.nodes << " --seed " << opt_.seed
-         << " --faults " << opt_.faults.ToString() << " --fault-ms " << opt_.fault_ms << " --trace";
+  replay << "synod-sim --engine " << opt_.engine << " --nodes " << opt_.nodes << " --seed "
+         << opt_.seed << " --faults " << opt_.faults.ToString() << " --fault-ms " << opt_.fault_ms
+         << " --trace";
   if (opt_.planted_bug != PlantedBug::kNone) {
     replay << " --planted-bug " << consensus::PlantedBugName(opt_.planted_bug);
   }

@@ -48,13 +48,13 @@ struct SimOptions {
   int64_t liveness_ms = 5'000;  // simulated time allowed to recover afterwards
   int clients = 4;
   int keys = 3;
-  int64_t tick_ms = 10;          // one engine tick
+  int64_t tick_ms = 10;  // one engine tick
   // The fault scheduler acts every [fault_interval_ms_min, fault_interval_ms_max] ms.
   int64_t fault_interval_ms_min = 50;
   int64_t fault_interval_ms_max = 500;
-  int snapshot_every = 40;       // entries applied between snapshots
+  int snapshot_every = 40;  // entries applied between snapshots
   consensus::PlantedBug planted_bug = consensus::PlantedBug::kNone;
-  bool trace = false;            // print every trace line as it happens
+  bool trace = false;  // print every trace line as it happens
 };
 
 struct SimStats {
@@ -68,16 +68,16 @@ struct SimStats {
   uint64_t conf_changes = 0;
   uint64_t transfers = 0;
   uint64_t snapshots_sent = 0;
-  uint64_t ops_ok = 0;         // client operations answered
-  uint64_t ops_timed_out = 0;  // client operations with an unknown outcome
-  uint64_t committed = 0;      // highest committed index
+  uint64_t ops_ok = 0;                   // client operations answered
+  uint64_t ops_timed_out = 0;            // client operations with an unknown outcome
+  uint64_t committed = 0;                // highest committed index
   bool linearizability_unknown = false;  // the checker ran out of budget
 };
 
 struct SimResult {
   bool ok = true;
-  std::string violation;      // what went wrong (empty when ok)
-  std::string trace_tail;     // the last trace lines before the violation
+  std::string violation;   // what went wrong (empty when ok)
+  std::string trace_tail;  // the last trace lines before the violation
   std::string replay_command;
   SimStats stats;
 };

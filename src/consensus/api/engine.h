@@ -73,12 +73,12 @@ enum class Role { kFollower, kPreCandidate, kCandidate, kLeader };
 const char* RoleName(Role role);
 
 struct Ready {
-  std::optional<pb::HardState> hard_state;  // persist if present
-  std::vector<pb::Entry> entries;           // append (may truncate a suffix first)
-  std::optional<pb::Snapshot> snapshot;     // persist and install (replaces the log)
-  std::vector<pb::Message> messages;        // send after the above are durable
+  std::optional<pb::HardState> hard_state;   // persist if present
+  std::vector<pb::Entry> entries;            // append (may truncate a suffix first)
+  std::optional<pb::Snapshot> snapshot;      // persist and install (replaces the log)
+  std::vector<pb::Message> messages;         // send after the above are durable
   std::vector<pb::Entry> committed_entries;  // apply in order
-  std::vector<ReadState> read_states;       // serve once applied >= index
+  std::vector<ReadState> read_states;        // serve once applied >= index
   // Informational: the role and leader after this batch.
   Role role = Role::kFollower;
   NodeId leader = kNoNode;
@@ -95,7 +95,7 @@ struct Ready {
 // cluster passes an empty conf_state and waits to hear from the leader.
 struct DurableState {
   pb::HardState hard_state;
-  pb::Snapshot snapshot;          // latest snapshot (metadata, and data for followers)
+  pb::Snapshot snapshot;           // latest snapshot (metadata, and data for followers)
   std::vector<pb::Entry> entries;  // the log after snapshot.metadata().index, in order
 };
 

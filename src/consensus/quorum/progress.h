@@ -17,9 +17,12 @@ namespace synod::consensus::quorum {
 enum class ProgressState { kProbe, kReplicate, kSnapshot };
 inline const char* ProgressStateName(ProgressState s) {
   switch (s) {
-    case ProgressState::kProbe: return "probe";
-    case ProgressState::kReplicate: return "replicate";
-    case ProgressState::kSnapshot: return "snapshot";
+    case ProgressState::kProbe:
+      return "probe";
+    case ProgressState::kReplicate:
+      return "replicate";
+    case ProgressState::kSnapshot:
+      return "snapshot";
   }
   return "?";
 }
@@ -28,19 +31,22 @@ struct Progress {
   LogIndex match = 0;
   LogIndex next = 1;
   ProgressState state = ProgressState::kProbe;
-  bool probe_sent = false;           // kProbe: an append is outstanding
-  std::deque<LogIndex> inflight;     // kReplicate: last index of each append in flight
-  bool recently_active = false;      // heard from since the last check-quorum round
+  bool probe_sent = false;        // kProbe: an append is outstanding
+  std::deque<LogIndex> inflight;  // kReplicate: last index of each append in flight
+  bool recently_active = false;   // heard from since the last check-quorum round
   bool learner = false;
-  LogIndex pending_snapshot = 0;     // kSnapshot: index of the snapshot being sent
-  uint64_t snapshot_offset = 0;      // kSnapshot: next byte the follower expects
-  uint64_t lease_stamp = 0;          // newest leader tick this follower acknowledged
+  LogIndex pending_snapshot = 0;  // kSnapshot: index of the snapshot being sent
+  uint64_t snapshot_offset = 0;   // kSnapshot: next byte the follower expects
+  uint64_t lease_stamp = 0;       // newest leader tick this follower acknowledged
 
   bool IsPaused(size_t inflight_max) const {
     switch (state) {
-      case ProgressState::kProbe: return probe_sent;
-      case ProgressState::kReplicate: return inflight.size() >= inflight_max;
-      case ProgressState::kSnapshot: return true;
+      case ProgressState::kProbe:
+        return probe_sent;
+      case ProgressState::kReplicate:
+        return inflight.size() >= inflight_max;
+      case ProgressState::kSnapshot:
+        return true;
     }
     return true;
   }

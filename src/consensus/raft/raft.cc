@@ -6,23 +6,34 @@ namespace synod::consensus {
 
 const char* RoleName(Role role) {
   switch (role) {
-    case Role::kFollower: return "follower";
-    case Role::kPreCandidate: return "pre-candidate";
-    case Role::kCandidate: return "candidate";
-    case Role::kLeader: return "leader";
+    case Role::kFollower:
+      return "follower";
+    case Role::kPreCandidate:
+      return "pre-candidate";
+    case Role::kCandidate:
+      return "candidate";
+    case Role::kLeader:
+      return "leader";
   }
   return "?";
 }
 
 const char* PlantedBugName(PlantedBug bug) {
   switch (bug) {
-    case PlantedBug::kNone: return "none";
-    case PlantedBug::kCountVoteTwice: return "count-vote-twice";
-    case PlantedBug::kCommitPreviousTerm: return "commit-previous-term";
-    case PlantedBug::kReadWithoutReadIndex: return "read-without-read-index";
-    case PlantedBug::kAckBeforeFsync: return "ack-before-fsync";
-    case PlantedBug::kForgetPromiseOnRestart: return "forget-promise-on-restart";
-    case PlantedBug::kSkipRecovery: return "skip-recovery";
+    case PlantedBug::kNone:
+      return "none";
+    case PlantedBug::kCountVoteTwice:
+      return "count-vote-twice";
+    case PlantedBug::kCommitPreviousTerm:
+      return "commit-previous-term";
+    case PlantedBug::kReadWithoutReadIndex:
+      return "read-without-read-index";
+    case PlantedBug::kAckBeforeFsync:
+      return "ack-before-fsync";
+    case PlantedBug::kForgetPromiseOnRestart:
+      return "forget-promise-on-restart";
+    case PlantedBug::kSkipRecovery:
+      return "skip-recovery";
   }
   return "?";
 }
@@ -86,10 +97,16 @@ Status Raft::Step(const pb::Message& m) {
       break;
   }
   switch (role_) {
-    case Role::kLeader: StepLeader(m); break;
+    case Role::kLeader:
+      StepLeader(m);
+      break;
     case Role::kCandidate:
-    case Role::kPreCandidate: StepCandidate(m); break;
-    case Role::kFollower: StepFollower(m); break;
+    case Role::kPreCandidate:
+      StepCandidate(m);
+      break;
+    case Role::kFollower:
+      StepFollower(m);
+      break;
   }
   return Status::Ok();
 }
@@ -103,8 +120,8 @@ bool Raft::StepByTerm(const pb::Message& m) {
     if (vote_request && !m.transfer() && HeardFromLeaderRecently()) return false;
     if (m.type() == pb::MSG_PRE_VOTE) return true;  // never changes our term
     if (m.type() == pb::MSG_PRE_VOTE_RESPONSE && !m.reject()) return true;
-    const bool from_leader = m.type() == pb::MSG_APPEND || m.type() == pb::MSG_HEARTBEAT ||
-                             m.type() == pb::MSG_SNAPSHOT;
+    const bool from_leader =
+        m.type() == pb::MSG_APPEND || m.type() == pb::MSG_HEARTBEAT || m.type() == pb::MSG_SNAPSHOT;
     BecomeFollower(m.term(), from_leader ? m.from() : kNoNode);
     return true;
   }
@@ -123,7 +140,8 @@ bool Raft::StepByTerm(const pb::Message& m) {
       // campaigning on its own (e.g. one that missed a membership change) could stay
       // behind for ever, and the group without a leader (found by the simulator).
       pb::Message resp;
-      resp.set_type(m.type() == pb::MSG_PRE_VOTE ? pb::MSG_PRE_VOTE_RESPONSE : pb::MSG_VOTE_RESPONSE);
+      resp.set_type(m.type() == pb::MSG_PRE_VOTE ? pb::MSG_PRE_VOTE_RESPONSE
+                                                 : pb::MSG_VOTE_RESPONSE);
       resp.set_to(m.from());
       resp.set_reject(true);
       Send(std::move(resp));
@@ -135,19 +153,30 @@ bool Raft::StepByTerm(const pb::Message& m) {
 
 void Raft::StepLeader(const pb::Message& m) {
   switch (m.type()) {
-    case pb::MSG_APPEND_RESPONSE: HandleAppendResponse(m); break;
-    case pb::MSG_HEARTBEAT_RESPONSE: HandleHeartbeatResponse(m); break;
-    case pb::MSG_SNAPSHOT_RESPONSE: HandleSnapshotResponse(m); break;
-    case pb::MSG_READ_INDEX: ServeRead(m.context(), m.from()); break;
-    default: break;  // e.g. late vote responses, or another leader's traffic (a bug
-                     // the simulator's one-leader-per-term checker reports)
+    case pb::MSG_APPEND_RESPONSE:
+      HandleAppendResponse(m);
+      break;
+    case pb::MSG_HEARTBEAT_RESPONSE:
+      HandleHeartbeatResponse(m);
+      break;
+    case pb::MSG_SNAPSHOT_RESPONSE:
+      HandleSnapshotResponse(m);
+      break;
+    case pb::MSG_READ_INDEX:
+      ServeRead(m.context(), m.from());
+      break;
+    default:
+      break;  // e.g. late vote responses, or another leader's traffic (a bug
+              // the simulator's one-leader-per-term checker reports)
   }
 }
 
 void Raft::StepCandidate(const pb::Message& m) {
   switch (m.type()) {
     case pb::MSG_VOTE_RESPONSE:
-    case pb::MSG_PRE_VOTE_RESPONSE: HandleVoteResponse(m); break;
+    case pb::MSG_PRE_VOTE_RESPONSE:
+      HandleVoteResponse(m);
+      break;
     case pb::MSG_APPEND:
     case pb::MSG_HEARTBEAT:
     case pb::MSG_SNAPSHOT:
@@ -155,7 +184,8 @@ void Raft::StepCandidate(const pb::Message& m) {
       BecomeFollower(term_, m.from());
       StepFollower(m);
       break;
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -183,7 +213,8 @@ void Raft::StepFollower(const pb::Message& m) {
     case pb::MSG_READ_INDEX_RESPONSE:
       read_states_.push_back({m.context(), m.index()});
       break;
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -281,8 +312,8 @@ EngineStatus Raft::GetStatus() const {
   s.conf_state = Conf();
   if (role_ == Role::kLeader) {
     for (const auto& [id, pr] : progress_) {
-      s.peers[id] = PeerStatus{pr.match, pr.next, quorum::ProgressStateName(pr.state),
-                               pr.learner, pr.recently_active};
+      s.peers[id] = PeerStatus{pr.match, pr.next, quorum::ProgressStateName(pr.state), pr.learner,
+                               pr.recently_active};
     }
   }
   return s;
@@ -291,12 +322,12 @@ EngineStatus Raft::GetStatus() const {
 Result<pb::SnapshotMetadata> Raft::Compact(pb::Snapshot snapshot) {
   const LogIndex index = snapshot.metadata().index();
   if (index <= log_.SnapshotIndex()) {
-    return Status(Code::kInvalidArgument, "snapshot index " + std::to_string(index) +
-                                              " is not past the current snapshot");
+    return Status(Code::kInvalidArgument,
+                  "snapshot index " + std::to_string(index) + " is not past the current snapshot");
   }
   if (index > log_.Applied() || index > log_.StableIndex()) {
-    return Status(Code::kInvalidArgument, "snapshot index " + std::to_string(index) +
-                                              " is beyond the applied index");
+    return Status(Code::kInvalidArgument,
+                  "snapshot index " + std::to_string(index) + " is beyond the applied index");
   }
   // The configuration in force at `index`: the last configuration entry at or below it.
   pb::ConfState conf = snapshot_conf_;

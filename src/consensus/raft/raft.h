@@ -124,9 +124,9 @@ class Raft final : public Engine {
   pb::HardState last_hard_state_;  // as last handed out in a Ready
 
   // Time.
-  uint64_t ticks_ = 0;             // ticks since start (dates leases)
-  int election_elapsed_ = 0;       // ticks since last heard from a leader (or since the
-                                   // last check-quorum round, on a leader)
+  uint64_t ticks_ = 0;        // ticks since start (dates leases)
+  int election_elapsed_ = 0;  // ticks since last heard from a leader (or since the
+                              // last check-quorum round, on a leader)
   int heartbeat_elapsed_ = 0;
   int randomized_election_ticks_ = 0;
   int transfer_elapsed_ = 0;
@@ -139,7 +139,7 @@ class Raft final : public Engine {
   std::map<NodeId, Progress> progress_;  // every other member
   NodeId lead_transferee_ = kNoNode;
   uint64_t uncommitted_bytes_ = 0;
-  bool broadcast_pending_ = false;       // new entries to send at the next Ready
+  bool broadcast_pending_ = false;         // new entries to send at the next Ready
   bool commit_broadcast_pending_ = false;  // the commit index rose: tell followers
 
   // Membership: the configuration at the snapshot, and after each configuration entry

@@ -116,8 +116,8 @@ void Raft::HandleVoteRequest(const pb::Message& m) {
   // §5.2: one vote per term, first come first served (a repeated request from the
   // candidate we voted for is answered again). A pre-vote is granted to any candidate
   // for a later term, since it promises nothing.
-  const bool can_vote = vote_ == m.from() || (vote_ == kNoNode && leader_ == kNoNode) ||
-                        (pre && m.term() > term_);
+  const bool can_vote =
+      vote_ == m.from() || (vote_ == kNoNode && leader_ == kNoNode) || (pre && m.term() > term_);
   pb::Message resp;
   resp.set_type(pre ? pb::MSG_PRE_VOTE_RESPONSE : pb::MSG_VOTE_RESPONSE);
   resp.set_to(m.from());
@@ -137,7 +137,7 @@ void Raft::HandleVoteRequest(const pb::Message& m) {
 
 void Raft::HandleVoteResponse(const pb::Message& m) {
   const bool pre = m.type() == pb::MSG_PRE_VOTE_RESPONSE;
-  if (pre != (role_ == Role::kPreCandidate)) return;  // an answer to another campaign
+  if (pre != (role_ == Role::kPreCandidate)) return;        // an answer to another campaign
   if (pre && !m.reject() && m.term() != term_ + 1) return;  // stale pre-vote grant
   if (Bug(PlantedBug::kCountVoteTwice) && !m.reject()) {
     // Planted bug: counts grant messages, so a duplicated grant counts twice.
@@ -214,8 +214,8 @@ Status Raft::TransferLeader(NodeId target) {
   }
   if (target == cfg_.id) return Status::Ok();
   if (!IsVoter(target)) {
-    return Status(Code::kInvalidArgument, "transfer target " + std::to_string(target) +
-                                              " is not a voter");
+    return Status(Code::kInvalidArgument,
+                  "transfer target " + std::to_string(target) + " is not a voter");
   }
   lead_transferee_ = target;
   transfer_elapsed_ = 0;

@@ -11,7 +11,8 @@ RaftLog::RaftLog(const DurableState& durable) {
   snapshot_index_ = meta.index();
   snapshot_term_ = meta.term();
   for (const auto& e : durable.entries) {
-    SYNOD_ASSERT(e.index() == LastIndex() + 1, "durable entries must be contiguous after the snapshot");
+    SYNOD_ASSERT(e.index() == LastIndex() + 1,
+                 "durable entries must be contiguous after the snapshot");
     entries_.push_back(e);
   }
   stable_index_ = LastIndex();
@@ -104,9 +105,7 @@ void RaftLog::CommitTo(LogIndex index) {
   committed_ = index;
 }
 
-bool RaftLog::HasCommittedToApply() const {
-  return applied_ < std::min(committed_, stable_index_);
-}
+bool RaftLog::HasCommittedToApply() const { return applied_ < std::min(committed_, stable_index_); }
 
 std::vector<pb::Entry> RaftLog::NextCommittedToApply(uint64_t bytes_max) {
   auto out = Slice(applied_ + 1, std::min(committed_, stable_index_), bytes_max);
@@ -141,7 +140,8 @@ void RaftLog::Restore(const pb::SnapshotMetadata& metadata) {
 
 void RaftLog::CompactTo(LogIndex index) {
   if (index <= snapshot_index_) return;
-  SYNOD_ASSERT(index <= applied_ && index <= stable_index_, "compact only applied, durable entries");
+  SYNOD_ASSERT(index <= applied_ && index <= stable_index_,
+               "compact only applied, durable entries");
   snapshot_term_ = *TermAt(index);
   entries_.erase(entries_.begin(), entries_.begin() + (index - snapshot_index_));
   snapshot_index_ = index;

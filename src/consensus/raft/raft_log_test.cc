@@ -73,9 +73,9 @@ TEST(RaftLog, StableToIgnoresEntriesReplacedMeanwhile) {
   RaftLog log(d);
   pb::Entry a = E(1, 1), b = E(2, 1);
   log.AppendFromLeader({&a, &b});
-  log.TakeUnstable();            // handed out for persistence...
+  log.TakeUnstable();  // handed out for persistence...
   pb::Entry c = E(2, 2);
-  log.AppendFromLeader({&c});    // ...but replaced before the caller confirmed
+  log.AppendFromLeader({&c});  // ...but replaced before the caller confirmed
   log.StableTo(2, 1);
   EXPECT_EQ(log.StableIndex(), 0u);
   log.StableTo(2, 2);

@@ -37,10 +37,16 @@ pb::ConfState ApplyChange(pb::ConfState conf, const pb::ConfChange& cc) {
   Erase(conf.mutable_voters(), id);
   Erase(conf.mutable_learners(), id);
   switch (cc.type()) {
-    case pb::CONF_ADD_VOTER: InsertSorted(conf.mutable_voters(), id); break;
-    case pb::CONF_ADD_LEARNER: InsertSorted(conf.mutable_learners(), id); break;
-    case pb::CONF_REMOVE: break;
-    default: break;
+    case pb::CONF_ADD_VOTER:
+      InsertSorted(conf.mutable_voters(), id);
+      break;
+    case pb::CONF_ADD_LEARNER:
+      InsertSorted(conf.mutable_learners(), id);
+      break;
+    case pb::CONF_REMOVE:
+      break;
+    default:
+      break;
   }
   return conf;
 }
@@ -71,8 +77,8 @@ std::vector<NodeId> Raft::Peers() const {
 }
 
 void Raft::TrackConfEntries(LogIndex from) {
-  const LogIndex start = std::max({from, log_.FirstIndex(),
-                                   conf_entries_.empty() ? 0 : conf_entries_.back().first + 1});
+  const LogIndex start = std::max(
+      {from, log_.FirstIndex(), conf_entries_.empty() ? 0 : conf_entries_.back().first + 1});
   bool changed = false;
   for (LogIndex i = start; i <= log_.LastIndex(); ++i) {
     const pb::Entry& e = log_.At(i);

@@ -79,8 +79,9 @@ void Raft::OnReadAck(NodeId from, uint64_t context) {
     r.acks.insert(from);
   }
   const std::vector<NodeId> voters = Voters();
-  while (!pending_reads_.empty() &&
-         quorum::HasQuorum(voters, [&](NodeId v) { return pending_reads_.front().acks.count(v) > 0; })) {
+  while (!pending_reads_.empty() && quorum::HasQuorum(voters, [&](NodeId v) {
+    return pending_reads_.front().acks.count(v) > 0;
+  })) {
     const PendingRead& r = pending_reads_.front();
     EmitRead(r.request_id, r.requester, r.index);
     pending_reads_.pop_front();

@@ -25,7 +25,8 @@ void Raft::SendAppend(NodeId to, bool allow_empty) {
     return;
   }
   std::vector<pb::Entry> entries;
-  if (pr.next <= log_.LastIndex()) entries = log_.Slice(pr.next, log_.LastIndex(), cfg_.msg_bytes_max);
+  if (pr.next <= log_.LastIndex())
+    entries = log_.Slice(pr.next, log_.LastIndex(), cfg_.msg_bytes_max);
   // A probe is sent even when empty: its answer tells us where the logs match.
   if (entries.empty() && !allow_empty && pr.state != ProgressState::kProbe) return;
   pb::Message m;
@@ -101,7 +102,8 @@ void Raft::HandleAppendResponse(const pb::Message& m) {
     // Fast back-tracking: skip every entry of the leader's log that cannot match the
     // follower's hint (thesis §3.5), instead of one index per round trip.
     LogIndex next_probe = m.reject_hint_index();
-    if (m.reject_hint_term() > 0) next_probe = log_.FindConflictByTerm(next_probe, m.reject_hint_term());
+    if (m.reject_hint_term() > 0)
+      next_probe = log_.FindConflictByTerm(next_probe, m.reject_hint_term());
     if (pr.MaybeDecreaseTo(m.index(), next_probe)) {
       if (pr.state == ProgressState::kReplicate) pr.BecomeProbe();
       SendAppend(m.from(), /*allow_empty=*/false);
@@ -248,7 +250,8 @@ void Raft::HandleAppend(const pb::Message& m) {
   if (!log_.Matches(m.index(), m.log_term())) {
     // §5.3 consistency check failed. Hint at the last entry that could match: the
     // largest index at or below the leader's whose term is not above the leader's.
-    const LogIndex hint = log_.FindConflictByTerm(std::min(m.index(), log_.LastIndex()), m.log_term());
+    const LogIndex hint =
+        log_.FindConflictByTerm(std::min(m.index(), log_.LastIndex()), m.log_term());
     pb::Message resp;
     resp.set_type(pb::MSG_APPEND_RESPONSE);
     resp.set_to(m.from());
@@ -301,7 +304,8 @@ void Raft::HandleSnapshot(const pb::Message& m) {
     resp.set_snapshot_offset(next_offset);
     Send(std::move(resp));
   };
-  if (incoming_snapshot_meta_.index() != meta.index() || incoming_snapshot_meta_.term() != meta.term()) {
+  if (incoming_snapshot_meta_.index() != meta.index() ||
+      incoming_snapshot_meta_.term() != meta.term()) {
     incoming_snapshot_meta_ = meta;  // a new snapshot: start over
     incoming_snapshot_data_.clear();
   }
