@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "base/assert.h"
+#include "consensus/paxos/paxos.h"
 #include "consensus/raft/raft.h"
 #include "storage/crc32c.h"
 
@@ -154,7 +155,28 @@ Status Node::Open() {
   options_.raft.seed ^=
       options_.id * 0x9e3779b97f4a7c15ULL ^
       static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  engine_ = std::make_unique<consensus::raft::Raft>(options_.raft, durable);
+  if (options_.engine == "raft") {
+    engine_ = std::make_unique<consensus::raft::Raft>(options_.raft, durable);
+  } else if (options_.engine == "multi-paxos") {
+    if (options_.id > 255) {
+      return Status(Code::kInvalidArgument,
+                    "multi-paxos member ids must be 1..255 (they are part of every ballot)");
+    }
+    consensus::paxos::Config p;
+    p.id = options_.id;
+    p.election_ticks = options_.raft.election_ticks;
+    p.heartbeat_ticks = options_.raft.heartbeat_ticks;
+    p.msg_bytes_max = options_.raft.msg_bytes_max;
+    p.inflight_msgs_max = options_.raft.inflight_msgs_max;
+    p.uncommitted_bytes_max = options_.raft.uncommitted_bytes_max;
+    p.snapshot_chunk_bytes = options_.raft.snapshot_chunk_bytes;
+    p.apply_bytes_max = options_.raft.apply_bytes_max;
+    p.learner_catchup_entries_max = options_.raft.learner_catchup_entries_max;
+    p.seed = options_.raft.seed;
+    engine_ = std::make_unique<consensus::paxos::Paxos>(p, durable);
+  } else {
+    return Status(Code::kInvalidArgument, "unknown consensus engine \"" + options_.engine + "\"");
+  }
   PublishStatus();
   return Status::Ok();
 }

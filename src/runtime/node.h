@@ -73,6 +73,9 @@ struct NodeOptions {
   std::vector<NodeId> initial_voters;  // a new cluster's members (ignored on restart)
   bool join_existing = false;          // a member added to a running cluster
   std::chrono::milliseconds tick_interval{100};
+  // The consensus engine: "raft" or "multi-paxos". Both take their timing and bounds
+  // from `raft` (election and heartbeat ticks, message and apply bounds).
+  std::string engine = "raft";
   consensus::raft::Config raft;       // id and seed are filled in by the node
   uint64_t snapshot_entries = 10000;  // applied entries between two snapshots
   storage::WalOptions wal;

@@ -46,6 +46,7 @@ Status PeerServer::Start(const PeerServerOptions& options, PeerService::Deliver 
   Configure(options, &builder);
   builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &s->port_);
   builder.RegisterService(&s->service_);
+  for (grpc::Service* extra : options.extra_services) builder.RegisterService(extra);
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
     return Status(Code::kIoError, "cannot listen for peers on " + options.address);

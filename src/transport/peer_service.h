@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
@@ -61,6 +62,9 @@ struct PeerServerOptions {
   // Senders' keep-alive pings are accepted this often (GrpcTransportOptions::
   // keepalive_interval must not be shorter).
   std::chrono::milliseconds ping_interval_min{1000};
+  // More services served on the same port (the server's member-to-member calls). Not
+  // owned: they must outlive the PeerServer.
+  std::vector<grpc::Service*> extra_services;
 };
 
 // A gRPC server on the peer port with the Peer service.

@@ -1,0 +1,95 @@
+#include "server/forward.h"
+
+#include "server/server.h"
+#include "server/services.h"
+
+namespace synod::server {
+
+ForwardClient::ForwardClient(std::map<uint64_t, std::string> peers) : peers_(std::move(peers)) {}
+
+void ForwardClient::SetPeer(uint64_t id, const std::string& address) {
+  std::lock_guard lock(mu_);
+  if (peers_[id] != address) stubs_.erase(id);
+  peers_[id] = address;
+}
+
+void ForwardClient::RemovePeer(uint64_t id) {
+  std::lock_guard lock(mu_);
+  peers_.erase(id);
+  stubs_.erase(id);
+}
+
+void ForwardClient::Call(uint64_t to, const serverpb::ForwardRequest& request,
+                         std::chrono::milliseconds timeout,
+                         std::function<void(serverpb::Outcome)> done) {
+  std::shared_ptr<serverpb::Forward::Stub> stub;
+  {
+    std::lock_guard lock(mu_);
+    auto it = stubs_.find(to);
+    if (it != stubs_.end()) {
+      stub = it->second;
+    } else if (auto p = peers_.find(to); p != peers_.end()) {
+      grpc::ChannelArguments args;
+      args.SetMaxReceiveMessageSize(-1);
+      args.SetMaxSendMessageSize(-1);
+      auto channel = grpc::CreateCustomChannel(p->second, grpc::InsecureChannelCredentials(), args);
+      stub = serverpb::Forward::NewStub(channel);
+      stubs_[to] = stub;
+    }
+  }
+  if (stub == nullptr) {
+    done(ErrorOutcome(grpc::StatusCode::UNAVAILABLE, "etcdserver: leader changed"));
+    return;
+  }
+  struct Call {
+    grpc::ClientContext context;
+    serverpb::ForwardRequest request;
+    serverpb::Outcome response;
+    std::shared_ptr<serverpb::Forward::Stub> stub;  // kept alive while the call runs
+  };
+  auto call = std::make_shared<Call>();
+  call->request = request;
+  call->stub = stub;
+  call->context.set_deadline(std::chrono::system_clock::now() + timeout);
+  stub->async()->Forward(
+      &call->context, &call->request, &call->response,
+      [call, done = std::move(done)](grpc::Status status) {
+        if (status.ok()) {
+          done(std::move(call->response));
+        } else if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+          done(ErrorOutcome(grpc::StatusCode::UNAVAILABLE, "etcdserver: request timed out"));
+        } else {
+          // Unreachable or gone: whoever leads next takes the retry.
+          done(ErrorOutcome(grpc::StatusCode::UNAVAILABLE, "etcdserver: leader changed"));
+        }
+      });
+}
+
+namespace {
+
+class ForwardService final : public serverpb::Forward::CallbackService {
+ public:
+  explicit ForwardService(Server* server) : server_(server) {}
+
+  grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context,
+                                    const serverpb::ForwardRequest* request,
+                                    serverpb::Outcome* response) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    server_->ServeForwarded(*request, [reactor, response](serverpb::Outcome outcome) {
+      *response = std::move(outcome);
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
+ private:
+  Server* server_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> MakeForwardService(Server* server) {
+  return std::make_unique<ForwardService>(server);
+}
+
+}  // namespace synod::server

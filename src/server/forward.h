@@ -1,0 +1,42 @@
+// Forwarding: a follower hands a client's write (and lease keep-alives, which only the
+// leader's lessor can serve) to the leader over the peer port, and relays the answer.
+// The client never needs to know who leads.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "synod/server.grpc.pb.h"
+
+namespace synod::server {
+
+class Server;
+
+class ForwardClient {
+ public:
+  // `peers`: member id -> "host:port" of its peer listener.
+  explicit ForwardClient(std::map<uint64_t, std::string> peers);
+
+  // Sends `request` to member `to`; `done` gets its outcome, or a retryable
+  // "leader changed" if the member could not be reached.
+  void Call(uint64_t to, const serverpb::ForwardRequest& request, std::chrono::milliseconds timeout,
+            std::function<void(serverpb::Outcome)> done);
+  void SetPeer(uint64_t id, const std::string& address);
+  void RemovePeer(uint64_t id);
+
+ private:
+  std::mutex mu_;
+  std::map<uint64_t, std::string> peers_;
+  std::map<uint64_t, std::shared_ptr<serverpb::Forward::Stub>> stubs_;
+};
+
+// The Forward service on the peer port.
+std::unique_ptr<grpc::Service> MakeForwardService(Server* server);
+
+}  // namespace synod::server

@@ -1,0 +1,180 @@
+// Server: one synod member — the consensus node, the key-value store, the peer transport
+// and the client API (etcd's v3 gRPC services) in one process.
+//
+//   client gRPC (etcd v3 API, callback services: no thread waits on a request)
+//        |  writes: Propose ---------------------------.  (a follower forwards them to
+//        |  linearizable reads: ReadBarrier, then read   |   the leader: synod.serverpb.Forward)
+//        v                                               v
+//   kv::Store  <-- apply (StateMachine) --  runtime::Node (engine, WAL, snapshots)
+//        |                                               ^
+//   RevisionFeed -> watches                  peer gRPC (synod.v1.Peer streams, Forward)
+//
+// Leases: the leader's lessor thread promotes the store to primary, finds expired leases
+// and proposes their revocation; keep-alives are served by the leader (forwarded there).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/result.h"
+#include "kv/store.h"
+#include "runtime/node.h"
+#include "server/config.h"
+#include "synod/server.pb.h"
+
+namespace grpc {
+class Server;
+class Service;
+}  // namespace grpc
+
+namespace synod::transport {
+class GrpcTransport;
+class PeerServer;
+}  // namespace synod::transport
+
+namespace synod::server {
+
+class ServerStateMachine;
+class ForwardClient;
+class Timers;
+class Executor;
+
+// Tells listeners that the store's revision advanced (called after every apply that
+// changed it, on the apply thread). A listener must return at once: hand the work to
+// another thread. Thread-safe.
+class RevisionFeed {
+ public:
+  using Listener = std::function<void(int64_t revision)>;
+  uint64_t Subscribe(Listener listener);
+  void Unsubscribe(uint64_t id);
+  void Publish(int64_t revision);
+
+ private:
+  std::mutex mu_;
+  uint64_t next_id_ = 1;
+  std::map<uint64_t, Listener> listeners_;
+};
+
+class Server {
+ public:
+  // Opens (or creates) the data dir, starts the member and its listeners.
+  static Status Start(ServerConfig config, std::unique_ptr<Server>* server);
+  // Graceful stop: stops listening, finishes what is in flight, closes the WAL and store.
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // --- For the services. Callbacks may run on any thread and must not block. ---
+
+  using OutcomeCallback = std::function<void(serverpb::Outcome)>;
+  // Replicates `command` (through the leader: a follower forwards it) and answers with
+  // the outcome of applying it. Errors carry etcd's gRPC codes and messages.
+  void Propose(serverpb::Command command, OutcomeCallback done);
+  // A key-value request: a write is proposed; a Range is served here, after a
+  // ReadBarrier unless it is serializable.
+  void Serve(kvpb::Request request, OutcomeCallback done);
+  // Lease keep-alive and time-to-live are the leader's (its lessor keeps the expiry
+  // times): served there, forwarded from a follower.
+  void LeaseKeepAlive(kvpb::LeaseKeepAliveRequest request, OutcomeCallback done);
+  void LeaseTimeToLive(kvpb::LeaseTimeToLiveRequest request, OutcomeCallback done);
+  // Answers OK once this member's store reflects every write acknowledged before the
+  // call (a ReadIndex round): reading the store then is linearizable.
+  void ReadBarrier(std::function<void(serverpb::Outcome)> done);
+  // A membership change (one at a time); `context` is the serialized serverpb::Member.
+  void ProposeConfChange(consensuspb::ConfChange change, OutcomeCallback done);
+  void TransferLeader(uint64_t member_id);
+
+  kv::Store& store() { return *store_; }
+  RevisionFeed& revisions() { return revisions_; }
+  serverpb::Membership membership() const;
+  runtime::NodeStatus node_status() const;
+  uint64_t member_id() const { return member_id_; }
+  uint64_t cluster_id() const { return cluster_id_.load(std::memory_order_relaxed); }
+  const ServerConfig& config() const { return config_; }
+  // Fills the response header as etcd does: cluster and member ids, current term and,
+  // unless the store already set it (the revision a request was served at), the store's
+  // current revision.
+  template <typename Header>
+  void FillHeader(Header* header) const {
+    header->set_cluster_id(cluster_id());
+    header->set_member_id(member_id_);
+    header->set_raft_term(term_.load(std::memory_order_relaxed));
+    if (header->revision() == 0) header->set_revision(store_->Revision());
+  }
+  // Blocks until the server is asked to stop (SIGTERM handling is the caller's).
+  void Wait();
+  void Shutdown();
+
+ private:
+  explicit Server(ServerConfig config);
+  Status Open();
+  Status StartClientServer();
+  void OnMembership(const serverpb::Membership& membership);
+
+  // Requests (server_requests.cc).
+  struct Attempts;
+  // Runs `attempt`, and again after a short pause while it answers a retryable error
+  // (no leader yet, leader changed) if `retry`; answers "request timed out" if nothing
+  // answered within RequestTimeout().
+  void Attempt(std::function<void(OutcomeCallback)> attempt, bool retry, OutcomeCallback done);
+  // One attempt: served here if this member leads, else forwarded (if `forward`).
+  void ServeOnce(const std::shared_ptr<const serverpb::ForwardRequest>& request, bool forward,
+                 OutcomeCallback done);
+  serverpb::Outcome ServeLease(const serverpb::ForwardRequest& request);
+  std::chrono::milliseconds RequestTimeout() const;
+  uint64_t LeaderId() const;
+
+  // The leader's chores (server_lessor.cc): lease expiry, publishing this member,
+  // promoting caught-up learners.
+  void LessorLoop();
+  void LessorStep();
+  void PublishSelfIfNeeded();
+  void AutoPromoteLearners(const runtime::NodeStatus& status);
+
+ public:
+  // Serves a request a follower forwarded here (the Forward service; forward.cc).
+  void ServeForwarded(serverpb::ForwardRequest request, OutcomeCallback done);
+
+ private:
+  ServerConfig config_;
+  uint64_t member_id_ = 0;
+  std::unique_ptr<kv::Store> store_;
+  std::unique_ptr<ServerStateMachine> state_;
+  std::unique_ptr<transport::GrpcTransport> transport_;
+  std::unique_ptr<ForwardClient> forward_;
+  std::unique_ptr<grpc::Service> forward_service_;
+  std::unique_ptr<transport::PeerServer> peer_server_;
+  std::unique_ptr<Timers> timers_;
+  std::unique_ptr<Executor> readers_;  // serves reads off the apply thread
+  std::unique_ptr<runtime::Node> node_;
+  std::atomic<runtime::Node*> node_ptr_{nullptr};  // for the peer listener's thread
+  std::vector<std::unique_ptr<grpc::Service>> services_;
+  std::unique_ptr<grpc::Server> client_server_;
+  RevisionFeed revisions_;
+  std::atomic<uint64_t> term_{0};
+  std::atomic<uint64_t> cluster_id_{0};
+  std::atomic<bool> draining_{false};
+
+  // Lessor thread state.
+  std::set<int64_t> revoking_;  // leases whose revocation is in flight (under revoke_mu_)
+  std::mutex revoke_mu_;
+  std::atomic<bool> publishing_{false};
+  std::atomic<bool> promoting_{false};
+
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
+  std::thread lessor_thread_;
+};
+
+}  // namespace synod::server

@@ -1,0 +1,131 @@
+// The chores a member runs on its own clock (the lessor thread, every 100 ms):
+//   - leases: the leader's store is the primary lessor; expired leases are revoked
+//     through the log, so every member deletes their keys at the same revision;
+//   - compaction: the history below a compaction revision is removed in small steps;
+//   - publishing this member's name and client URLs (etcd's "publish");
+//   - promoting caught-up learners (--auto-promote-learners).
+#include <chrono>
+
+#include "server/log.h"
+#include "server/server.h"
+#include "server/services.h"
+#include "server/state_machine.h"
+
+namespace synod::server {
+
+using namespace std::chrono_literals;
+
+namespace {
+constexpr auto kLessorPeriod = 100ms;
+// Revocations proposed per period (etcd rate-limits them too: a burst of expiries must
+// not flood the log).
+constexpr size_t kRevocationsMax = 500;
+// Compaction work per period, in history entries.
+constexpr size_t kCompactionStep = 10000;
+}  // namespace
+
+void Server::LessorLoop() {
+  std::unique_lock lock(stop_mu_);
+  while (!stopping_) {
+    lock.unlock();
+    LessorStep();
+    lock.lock();
+    stop_cv_.wait_for(lock, kLessorPeriod, [&] { return stopping_; });
+  }
+}
+
+void Server::LessorStep() {
+  const runtime::NodeStatus status = node_->GetStatus();
+  term_.store(status.engine.term, std::memory_order_relaxed);
+  const bool leader = status.engine.role == consensus::Role::kLeader;
+  const uint64_t now = MonotonicMs();
+  if (leader && !store_->IsPrimary()) {
+    // etcd's Promote: every lease gets its full TTL again, plus an election timeout.
+    store_->Promote(now, static_cast<uint64_t>(config_.election_timeout_ms));
+    LogInfo("became the leader at term " + std::to_string(status.engine.term) +
+            ": leases are kept here now");
+  } else if (!leader && store_->IsPrimary()) {
+    store_->Demote();
+  }
+  if (leader && store_->IsPrimary()) {
+    for (int64_t id : store_->ExpiredLeases(now, kRevocationsMax)) {
+      {
+        std::lock_guard lock(revoke_mu_);
+        if (!revoking_.insert(id).second) continue;
+      }
+      serverpb::Command revoke;
+      revoke.mutable_kv()->mutable_lease_revoke()->set_id(id);
+      Propose(std::move(revoke), [this, id](serverpb::Outcome) {
+        std::lock_guard lock(revoke_mu_);
+        revoking_.erase(id);
+      });
+    }
+  }
+  if (store_->CompactionPending()) {
+    const auto until = std::chrono::steady_clock::now() + 50ms;
+    while (std::chrono::steady_clock::now() < until) {
+      auto step = store_->CompactStep(kCompactionStep);
+      if (!step.ok()) {
+        LogError("compaction failed: " + step.status().message());
+        break;
+      }
+      if (step.value().done) break;
+    }
+  }
+  PublishSelfIfNeeded();
+  if (leader && config_.auto_promote_learners) AutoPromoteLearners(status);
+}
+
+void Server::PublishSelfIfNeeded() {
+  if (publishing_.load()) return;
+  const serverpb::Membership m = state_->membership();
+  for (const auto& member : m.members()) {
+    if (member.id() != member_id_) continue;
+    const bool same_urls =
+        std::equal(member.client_urls().begin(), member.client_urls().end(),
+                   config_.advertise_client_urls.begin(), config_.advertise_client_urls.end());
+    if (member.name() == config_.name && same_urls) return;
+    serverpb::Command publish;
+    serverpb::Member* me = publish.mutable_publish();
+    me->set_id(member_id_);
+    me->set_name(config_.name);
+    for (const auto& url : config_.advertise_client_urls) me->add_client_urls(url);
+    publishing_.store(true);
+    Propose(std::move(publish), [this](serverpb::Outcome outcome) {
+      if (outcome.grpc_code() == 0) {
+        LogInfo("published this member's name and client URLs to the cluster");
+      }
+      publishing_.store(false);
+    });
+    return;
+  }
+}
+
+void Server::AutoPromoteLearners(const runtime::NodeStatus& status) {
+  if (promoting_.load()) return;
+  const serverpb::Membership m = state_->membership();
+  for (const auto& [id, peer] : status.engine.peers) {
+    if (!peer.learner) continue;
+    if (peer.match + 1000 < status.engine.last_index) continue;  // still catching up
+    consensuspb::ConfChange change;
+    change.set_type(consensuspb::CONF_ADD_VOTER);
+    change.set_node_id(id);
+    for (const auto& member : m.members()) {
+      if (member.id() != id) continue;
+      serverpb::Member promoted = member;
+      promoted.set_is_learner(false);
+      change.set_context(promoted.SerializeAsString());
+    }
+    promoting_.store(true);
+    LogInfo("promoting learner " + MemberIdHex(id) + ": it has caught up with the leader");
+    ProposeConfChange(std::move(change), [this, id](serverpb::Outcome outcome) {
+      if (outcome.grpc_code() != 0) {
+        LogWarn("promoting learner " + MemberIdHex(id) + " failed: " + outcome.message());
+      }
+      promoting_.store(false);
+    });
+    return;
+  }
+}
+
+}  // namespace synod::server

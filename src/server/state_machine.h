@@ -1,0 +1,57 @@
+// ServerStateMachine: what a synod member applies committed log entries to — the
+// key-value store (kv::Store) and the cluster's membership.
+//
+// Membership lives beside the store in <member dir>/cluster (written durably, by
+// rename, each time it changes: rare), so a restart knows every member's URLs before the
+// log is replayed. A state snapshot carries both, at the same index.
+#pragma once
+
+#include <functional>
+#include <mutex>
+#include <string>
+
+#include "kv/store.h"
+#include "runtime/node.h"
+#include "synod/server.pb.h"
+
+namespace synod::server {
+
+class RevisionFeed;
+
+class ServerStateMachine final : public runtime::StateMachine {
+ public:
+  // `membership_path`: where the membership is kept. `on_membership`: called (on the apply
+  // thread) after every membership change, with the new membership.
+  ServerStateMachine(kv::Store* store, RevisionFeed* revisions, std::string membership_path,
+                     serverpb::Membership membership,
+                     std::function<void(const serverpb::Membership&)> on_membership);
+
+  // Reads the membership file; NotFound if there is none (a new member).
+  static Result<serverpb::Membership> LoadMembership(const std::string& path);
+
+  std::string Apply(const consensuspb::Entry& entry) override;
+  consensus::LogIndex AppliedIndex() const override;
+  std::string Snapshot() override;
+  Status Restore(const std::string& data, consensus::LogIndex index) override;
+
+  serverpb::Membership membership() const;
+  // Writes the bootstrap membership of a founding member (before the node starts).
+  Status SaveInitial(const serverpb::Membership& membership);
+
+ private:
+  serverpb::Outcome ApplyConfChange(const consensuspb::Entry& entry);
+  serverpb::Outcome ApplyCommand(const consensuspb::Entry& entry);
+  void SaveMembership(serverpb::Membership membership);
+
+  kv::Store* store_;
+  RevisionFeed* revisions_;
+  const std::string membership_path_;
+  std::function<void(const serverpb::Membership&)> on_membership_;
+  mutable std::mutex mu_;  // guards membership_ (read by the services)
+  serverpb::Membership membership_;
+};
+
+// Milliseconds of a monotonic clock: the time leases are measured in on this member.
+uint64_t MonotonicMs();
+
+}  // namespace synod::server
