@@ -82,6 +82,15 @@ class ForwardService final : public serverpb::Forward::CallbackService {
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* GetMembership(grpc::CallbackServerContext* context,
+                                          const serverpb::GetMembershipRequest*,
+                                          serverpb::Membership* response) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    *response = server_->membership();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
  private:
   Server* server_;
 };

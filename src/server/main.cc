@@ -191,7 +191,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(static_cast<int>(cargv.size()), const_cast<char**>(cargv.data()));
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;  // etcd exits 2 on a bad flag
   }
   if (version) {
     std::printf("synod Version: %s\nAPI version: %s (etcd v3 gRPC API)\n", kVersion, kApiVersion);

@@ -81,55 +81,24 @@ Status Server::Open() {
   fs::create_directories(member_dir, ec);
   if (ec) return Status(Code::kIoError, "cannot create " + member_dir + ": " + ec.message());
 
-  member_id_ = MemberIdFor(config_.initial_advertise_peer_urls, config_.initial_cluster_token);
   const std::string membership_path = member_dir + "/cluster";
   auto stored = ServerStateMachine::LoadMembership(membership_path);
   serverpb::Membership membership;
   bool join_existing = false;
   std::vector<consensus::NodeId> voters;
   if (stored.ok()) {
-    // A restart: the data dir says who we are; the bootstrap flags are ignored, as etcd.
+    if (Status s = ResumeMembership(stored.value()); !s.ok()) return s;
     membership = stored.value();
-    if (membership.cluster_token() != config_.initial_cluster_token) {
-      return Status(Code::kInvalidArgument,
-                    "data dir " + config_.data_dir + " belongs to cluster token \"" +
-                        membership.cluster_token() + "\", not \"" + config_.initial_cluster_token +
-                        "\": refusing to start");
-    }
-    const bool known = std::any_of(membership.members().begin(), membership.members().end(),
-                                   [&](const auto& m) { return m.id() == member_id_; });
-    if (std::find(membership.removed().begin(), membership.removed().end(), member_id_) !=
-        membership.removed().end()) {
-      return Status(Code::kInvalidArgument,
-                    "the member has been permanently removed from the "
-                    "cluster; its data dir cannot be used again");
-    }
-    if (!known) {
-      return Status(Code::kInvalidArgument, "data dir " + config_.data_dir +
-                                                " belongs to another member or cluster "
-                                                "(member id " +
-                                                MemberIdHex(member_id_) +
-                                                " is not among its members): "
-                                                "refusing to start");
-    }
-  } else if (stored.status().code() == Code::kNotFound) {
-    auto initial = ParseInitialCluster(config_.initial_cluster);
-    if (!initial.ok()) return initial.status();
-    membership.set_cluster_token(config_.initial_cluster_token);
-    std::vector<uint64_t> ids;
-    for (const auto& [name, urls] : initial.value()) {
-      serverpb::Member* m = membership.add_members();
-      m->set_id(MemberIdFor(urls, config_.initial_cluster_token));
-      m->set_name(name);
-      for (const auto& u : urls) m->add_peer_urls(u);
-      ids.push_back(m->id());
-      voters.push_back(m->id());
-    }
-    membership.set_cluster_id(ClusterIdFor(ids, config_.initial_cluster_token));
-    join_existing = config_.initial_cluster_state == "existing";
-  } else {
+  } else if (stored.status().code() != Code::kNotFound) {
     return stored.status();
+  } else if (config_.initial_cluster_state == "new") {
+    if (Status s = BootstrapMembership(&membership); !s.ok()) return s;
+    for (const auto& m : membership.members()) voters.push_back(m.id());
+  } else {
+    if (Status s = JoinMembership(&membership); !s.ok()) return s;
+    join_existing = true;
   }
+  config_.consensus = membership.consensus();
 
   // The key-value store.
   kv::StoreOptions store_options;
@@ -160,10 +129,9 @@ Status Server::Open() {
   state_ = std::make_unique<ServerStateMachine>(
       store_.get(), &revisions_, membership_path, membership,
       [this](const serverpb::Membership& m) { OnMembership(m); });
-  if (!stored.ok() && !join_existing) {
-    // A founding member writes the bootstrap membership down before anything else, so
-    // that a restart is recognised as one.
-    membership.set_applied_index(0);
+  if (!stored.ok()) {
+    // A new member writes its membership down before anything else, so that a restart
+    // is recognised as one.
     if (Status s = state_->SaveInitial(membership); !s.ok()) return s;
   }
 

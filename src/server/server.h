@@ -120,7 +120,18 @@ class Server {
   Status Open();
   Status StartClientServer();
   void OnMembership(const serverpb::Membership& membership);
+  // Who this member is (server_membership.cc): from its data dir on a restart, from the
+  // flags for a founding member, from the running cluster for a member joining it.
+  Status ResumeMembership(const serverpb::Membership& stored);
+  Status BootstrapMembership(serverpb::Membership* membership);
+  Status JoinMembership(serverpb::Membership* membership);
 
+ public:
+  // The id a new member with these peer URLs gets (MemberAdd): Raft members get etcd's
+  // kind of 64-bit id; Multi-Paxos ids are small (they are part of every ballot).
+  uint64_t NewMemberId(const std::vector<std::string>& peer_urls) const;
+
+ private:
   // Requests (server_requests.cc).
   struct Attempts;
   // Runs `attempt`, and again after a short pause while it answers a retryable error
