@@ -76,8 +76,9 @@ echo
 echo "=== summary ($(( $(date +%s) - start_all ))s; logs in $logdir)"
 printf '%s\n' "${summary[@]}"
 if [ "$status" -ne 0 ]; then
-  echo "integration tests: FAILED"
+  echo "integration tests: FAILED (output kept in $logdir)"
 else
   echo "integration tests: passed"
+  [ "${SYNOD_TEST_KEEP:-}" = 1 ] || rm -rf "$logdir"
 fi
 exit "$status"
