@@ -48,12 +48,6 @@ kvpb::RangeRequest FirstCreated(const std::string& prefix) {
   return r;
 }
 
-kvpb::RangeRequest Get(const std::string& key) {
-  kvpb::RangeRequest r;
-  r.set_key(key);
-  return r;
-}
-
 }  // namespace
 
 std::shared_ptr<Acquisition> Acquisition::Start(Server* server, KeyWaiter* waiter,
@@ -121,18 +115,26 @@ void Acquisition::OnLeaseGranted(const serverpb::Outcome& outcome) {
 }
 
 // etcd's Mutex.tryAcquire / Election.Campaign txn: create my key unless this lease already
-// has one (then reuse it and its place in the queue), and read the oldest key.
+// has one (then take it over, keeping its place in the queue), and read the oldest key.
+//
+// Taking an existing key over writes it again (etcd only reads it): the new mod revision
+// marks the key as this acquisition's, so that the clean-up of an earlier, cancelled
+// attempt with the same lease, still in flight, cannot delete it (Abandon compares it).
+// A Campaign's value is put either way, which is etcd's Proclaim of a changed value.
 void Acquisition::Enter() {
   key_ = options_.prefix + LeaseHex(lease_);
   kvpb::Request request;
   kvpb::TxnRequest* txn = request.mutable_txn();
   *txn->add_compare() = CreateRevisionIs(key_, 0);
-  kvpb::PutRequest* put = txn->add_success()->mutable_request_put();
-  put->set_key(key_);
-  put->set_value(options_.value);
-  put->set_lease(lease_);
+  for (bool exists : {false, true}) {
+    kvpb::PutRequest* put =
+        (exists ? txn->add_failure() : txn->add_success())->mutable_request_put();
+    put->set_key(key_);
+    put->set_value(options_.value);
+    put->set_lease(lease_);
+    put->set_prev_kv(exists);
+  }
   *txn->add_success()->mutable_request_range() = FirstCreated(options_.prefix);
-  *txn->add_failure()->mutable_request_range() = Get(key_);
   *txn->add_failure()->mutable_request_range() = FirstCreated(options_.prefix);
   server_->Serve(std::move(request), [self = shared_from_this()](serverpb::Outcome outcome) {
     self->OnEntered(outcome);
@@ -151,53 +153,22 @@ void Acquisition::OnEntered(const serverpb::Outcome& outcome) {
     return;
   }
   header_ = txn.header();
-  std::string existing_value;
+  modified_ = txn.header().revision();  // the txn's revision is the put's
   if (txn.succeeded()) {
-    revision_ = txn.header().revision();  // the txn's revision is the put's
+    revision_ = modified_;
   } else {
-    const kvpb::RangeResponse& mine = txn.responses(0).response_range();
-    if (mine.kvs_size() == 0) {  // the compare saw the key: cannot happen in one txn
+    const kvpb::PutResponse& put = txn.responses(0).response_put();
+    if (!put.has_prev_kv()) {  // the compare saw the key: cannot happen in one txn
       Abandon(ClientError("synod: lock key vanished inside a txn"), /*release=*/false);
       return;
     }
-    revision_ = mine.kvs(0).create_revision();
-    existing_value = mine.kvs(0).value();
+    revision_ = put.prev_kv().create_revision();
   }
   if (cancelled()) {
     Abandon(grpc::Status::CANCELLED, /*release=*/true);
     return;
   }
-  kvpb::RangeResponse owner = txn.responses(1).response_range();
-  if (options_.proclaim && !txn.succeeded() && existing_value != options_.value) {
-    Proclaim(std::move(owner));
-    return;
-  }
-  Decide(owner);
-}
-
-// etcd's Campaign on a key this lease already holds with another value: Proclaim the new
-// one; if that fails, Resign and fail.
-void Acquisition::Proclaim(kvpb::RangeResponse owner) {
-  kvpb::Request request;
-  kvpb::TxnRequest* txn = request.mutable_txn();
-  *txn->add_compare() = CreateRevisionIs(key_, revision_);
-  kvpb::PutRequest* put = txn->add_success()->mutable_request_put();
-  put->set_key(key_);
-  put->set_value(options_.value);
-  put->set_lease(lease_);
-  server_->Serve(std::move(request),
-                 [self = shared_from_this(), owner = std::move(owner)](serverpb::Outcome outcome) {
-                   if (Failed(outcome)) {
-                     self->Abandon(ClientError(outcome), /*release=*/true);
-                   } else if (!outcome.response().txn().succeeded()) {
-                     self->Abandon(ClientError(kElectionNotLeader), /*release=*/true);
-                   } else if (self->cancelled()) {
-                     self->Abandon(grpc::Status::CANCELLED, /*release=*/true);
-                   } else {
-                     self->header_ = outcome.response().txn().header();
-                     self->Decide(owner);
-                   }
-                 });
+  Decide(txn.responses(1).response_range());
 }
 
 // The txn that entered the queue is a linearizable read: if my key was the oldest there,
@@ -240,22 +211,18 @@ void Acquisition::OnTurn(Status status) {
   Verify();
 }
 
-// The wait decided on the local store; the grant is decided through the log: my key still
-// has my create revision (so its lease has not been revoked) and every key under the prefix
-// was created at my revision or later. etcd 3.4 skipped this and granted locks whose lease
-// had expired during the wait (Jepsen, etcd 3.4.3).
+// The wait decided on the local store; the grant is decided by a linearizable read (a
+// read barrier, then the keys under the prefix created up to my revision): my key must be
+// there with my create revision — so its lease had not been revoked — and no older key.
+// etcd 3.4 skipped this and granted locks whose lease had expired during the wait (Jepsen,
+// etcd 3.4.3).
 void Acquisition::Verify() {
   kvpb::Request request;
-  kvpb::TxnRequest* txn = request.mutable_txn();
-  *txn->add_compare() = CreateRevisionIs(key_, revision_);
-  kvpb::Compare* none_older = txn->add_compare();
-  none_older->set_target(kvpb::Compare::CREATE);
-  none_older->set_result(kvpb::Compare::GREATER);
-  none_older->set_key(options_.prefix);
-  none_older->set_range_end(PrefixRangeEnd(options_.prefix));
-  none_older->set_create_revision(revision_ - 1);
-  *txn->add_success()->mutable_request_range() = Get(key_);
-  *txn->add_failure()->mutable_request_range() = Get(key_);
+  kvpb::RangeRequest* range = request.mutable_range();
+  range->set_key(options_.prefix);
+  range->set_range_end(PrefixRangeEnd(options_.prefix));
+  range->set_max_create_revision(revision_);
+  range->set_keys_only(true);
   server_->Serve(std::move(request), [self = shared_from_this()](serverpb::Outcome outcome) {
     self->OnVerified(outcome);
   });
@@ -270,23 +237,25 @@ void Acquisition::OnVerified(const serverpb::Outcome& outcome) {
     Abandon(grpc::Status::CANCELLED, /*release=*/true);
     return;
   }
-  const kvpb::TxnResponse& txn = outcome.response().txn();
-  if (txn.succeeded()) {
-    header_ = txn.header();
-    CheckLease();
-    return;
+  const kvpb::RangeResponse& range = outcome.response().range();
+  bool mine = false;
+  for (const kvpb::KeyValue& kv : range.kvs()) {
+    if (kv.create_revision() < revision_) {
+      // An older key than mine: only a wait that ended early could lead here (keys are
+      // always created younger). Wait again rather than grant.
+      Wait();
+      return;
+    }
+    mine = mine || (kv.key() == key_ && kv.create_revision() == revision_);
   }
-  const kvpb::RangeResponse& mine = txn.responses_size() == 1
-                                        ? txn.responses(0).response_range()
-                                        : kvpb::RangeResponse::default_instance();
-  if (mine.kvs_size() == 0 || mine.kvs(0).create_revision() != revision_) {
-    // The lease expired or was revoked, or someone deleted the key (Unlock, Resign).
+  if (!mine) {
+    // My key is gone: its lease expired or was revoked, or someone deleted it (Unlock,
+    // Resign). A key of mine created later (another Lock with this lease) is not this grant.
     Abandon(ClientError(options_.lost_message), /*release=*/false);
     return;
   }
-  // My key is there but an older one is too: only a wait that ended early could tell us
-  // that (keys are always created younger). Wait again rather than grant.
-  Wait();
+  header_ = range.header();
+  CheckLease();
 }
 
 // The key being there proves the lease was not revoked; the leader's lessor also knows
@@ -329,10 +298,16 @@ void Acquisition::Abandon(grpc::Status status, bool release) {
     request.mutable_lease_revoke()->set_id(lease_);
     server_->Serve(std::move(request), [](serverpb::Outcome) {});
   } else if (release && revision_ != 0) {
-    // Only the incarnation of the key this acquisition knows (etcd deletes by name).
+    // Only the key as this acquisition last wrote it (etcd deletes by name): not a newer
+    // incarnation, nor the key a later attempt with the same lease has taken over.
     kvpb::Request request;
     kvpb::TxnRequest* txn = request.mutable_txn();
     *txn->add_compare() = CreateRevisionIs(key_, revision_);
+    kvpb::Compare* mine = txn->add_compare();
+    mine->set_target(kvpb::Compare::MOD);
+    mine->set_result(kvpb::Compare::EQUAL);
+    mine->set_key(key_);
+    mine->set_mod_revision(modified_);
     txn->add_success()->mutable_request_delete_range()->set_key(key_);
     server_->Serve(std::move(request), [](serverpb::Outcome) {});
   }

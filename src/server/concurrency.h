@@ -54,8 +54,6 @@ struct AcquireOptions {
   std::string prefix;  // "<name>/"
   int64_t lease = 0;   // 0: a new lease of kSessionTtlS, as etcd's session does
   std::string value;
-  // Campaign: a key already there with another value is given this one first (Proclaim).
-  bool proclaim = false;
   // Lock: a failed wait deletes the key (etcd's Mutex does). Campaign keeps it unless the
   // client cancelled (etcd's Election does). Cancellation always deletes it.
   bool release_on_error = false;
@@ -64,7 +62,7 @@ struct AcquireOptions {
 };
 
 // One Lock or Campaign: joins the queue under the prefix, waits for its turn, confirms the
-// grant through the log and the lease's time to live, and answers `done` once.
+// grant with a linearizable read and the lease's time to live, and answers `done` once.
 class Acquisition : public std::enable_shared_from_this<Acquisition> {
  public:
   using Done = std::function<void(grpc::Status, Grant)>;
@@ -82,7 +80,6 @@ class Acquisition : public std::enable_shared_from_this<Acquisition> {
   void OnLeaseGranted(const serverpb::Outcome& outcome);
   void Enter();
   void OnEntered(const serverpb::Outcome& outcome);
-  void Proclaim(kvpb::RangeResponse owner);
   void Decide(const kvpb::RangeResponse& owner);
   void Wait();
   void OnTurn(Status status);
@@ -106,6 +103,7 @@ class Acquisition : public std::enable_shared_from_this<Acquisition> {
   bool own_lease_ = false;  // granted here (request without a lease)
   std::string key_;
   int64_t revision_ = 0;  // 0 until the key is known
+  int64_t modified_ = 0;  // the revision of this acquisition's put of the key
   kvpb::ResponseHeader header_;
 
   mutable std::mutex mu_;

@@ -30,7 +30,6 @@ class CampaignReactor final : public grpc::ServerUnaryReactor {
     options.prefix = request.name() + "/";
     options.lease = request.lease();
     options.value = request.value();
-    options.proclaim = true;
     options.release_on_error = false;  // etcd's Campaign resigns only when cancelled
     options.lost_message = kElectionNotLeader;
     // As in LockReactor: the acquisition answers once, before OnDone.

@@ -13,7 +13,7 @@
 // questions asked: "is any key under the prefix older than mine?" only ever turns from yes
 // to no (a new key is always younger), so a no is final once the local store has reached
 // my key's revision; and an observer has asked for a read barrier before it starts. The
-// lock service still confirms a grant through the log (docs/locks.md).
+// lock service still confirms a grant with a linearizable read (docs/locks.md).
 #pragma once
 
 #include <condition_variable>
