@@ -13,11 +13,8 @@
 // refusals are turned into etcd's errors here. Not checked (etcd does it with its
 // transport's connection times): that every voter has been reachable for a while.
 //
-// Member ids: synod derives a member's id from its sorted peer URLs and the cluster token
-// only (MemberIdFor), so that the new member computes the same id from its own flags. etcd
-// also hashes the time of the MemberAdd, so etcd never sees an id twice; synod refuses to
-// re-add the peer URLs of a removed member (their id is retired), with "etcdserver: ID
-// removed".
+// Member ids come from Server::NewMemberId: as etcd's, salted with the time, so that a member
+// removed and added again at the same peer URLs gets a new id (a removed id is never reused).
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -45,8 +42,9 @@ constexpr char kNotLearner[] = "etcdserver: can only promote a learner member";
 constexpr char kLearnerNotReady[] =
     "etcdserver: can only promote a learner member which is in sync with leader";
 constexpr char kTooManyLearners[] = "etcdserver: too many learner members in cluster";
-// synod's own (see the top of the file).
-constexpr char kIdRemoved[] = "etcdserver: ID removed";
+// synod's own: Multi-Paxos member ids are small (Server::NewMemberId).
+constexpr char kNoMemberId[] =
+    "etcdserver: re-configuration failed: the cluster has no member id left to give";
 
 // etcd 3.4 allows one learner at a time (membership.maxLearners).
 constexpr int kLearnersMax = 1;
@@ -60,10 +58,6 @@ const serverpb::Member* FindMember(const serverpb::Membership& m, uint64_t id) {
     if (member.id() == id) return &member;
   }
   return nullptr;
-}
-
-bool IsRemoved(const serverpb::Membership& m, uint64_t id) {
-  return std::find(m.removed().begin(), m.removed().end(), id) != m.removed().end();
 }
 
 // etcd counts a member as started once it has published its name.
@@ -191,27 +185,16 @@ class ClusterService final : public epb::Cluster::CallbackService {
     }
     const serverpb::Membership m = server_->membership();
     serverpb::Member added;
-    added.set_id(MemberIdFor(urls, m.cluster_token()));
     for (const auto& url : urls) added.add_peer_urls(url);
     added.set_is_learner(request->islearner());
 
+    // etcd's order: the strict reconfiguration check before proposing, then (at apply) the
+    // peer URLs and the learner count.
     if (!added.is_learner() && !ReadyToAddVoter(m)) {
       return Finish(reactor, Error(grpc::StatusCode::FAILED_PRECONDITION, kNotEnoughStarted));
     }
-    if (IsRemoved(m, added.id())) {
-      return Finish(reactor,
-                    Error(grpc::StatusCode::FAILED_PRECONDITION,
-                          std::string(kIdRemoved) + " (member " + MemberIdHex(added.id()) +
-                              " was removed, and a member's ID is derived from its peer URLs: "
-                              "give the new member other peer URLs)"));
-    }
-    // etcd checks the id first; with ids derived from the URLs alone, the same URLs give the
-    // same id, and the URLs are what the user should hear about.
     if (PeerUrlTaken(m, urls, /*except=*/0)) {
       return Finish(reactor, Error(grpc::StatusCode::FAILED_PRECONDITION, kPeerUrlExist));
-    }
-    if (FindMember(m, added.id()) != nullptr) {
-      return Finish(reactor, Error(grpc::StatusCode::FAILED_PRECONDITION, kMemberExist));
     }
     if (added.is_learner()) {
       const auto learners = std::count_if(m.members().begin(), m.members().end(),
@@ -219,6 +202,10 @@ class ClusterService final : public epb::Cluster::CallbackService {
       if (learners + 1 > kLearnersMax) {
         return Finish(reactor, Error(grpc::StatusCode::FAILED_PRECONDITION, kTooManyLearners));
       }
+    }
+    added.set_id(server_->NewMemberId(urls));
+    if (added.id() == 0) {
+      return Finish(reactor, Error(grpc::StatusCode::FAILED_PRECONDITION, kNoMemberId));
     }
 
     consensuspb::ConfChange change;
@@ -368,16 +355,19 @@ class ClusterService final : public epb::Cluster::CallbackService {
     return reactor;
   }
 
-  // Only the leader knows how far a learner has caught up (etcd's isLearnerReady asks the
-  // same question there). The engine refuses such a promotion too; answering here saves
-  // the round. The bound is the engine's default, which the server does not change.
+  // Only the leader knows how far a learner has caught up. On the leader, etcd's rule
+  // (isLearnerReady: the learner holds at least 90% of the leader's log) and the engine's
+  // (at most learner_catchup_entries_max entries behind, the default the server keeps). A
+  // follower forwards the change and only the engine's rule applies.
   bool LearnerLagsHere(uint64_t id) const {
     const runtime::NodeStatus status = server_->node_status();
     if (status.engine.role != consensus::Role::kLeader) return false;
     const auto it = status.engine.peers.find(id);
     if (it == status.engine.peers.end()) return false;
+    const uint64_t match = it->second.match;
+    const uint64_t leader_match = status.engine.last_index;
     const uint64_t catchup_max = runtime::NodeOptions().raft.learner_catchup_entries_max;
-    return it->second.match + catchup_max < status.engine.last_index;
+    return match * 10 < leader_match * 9 || match + catchup_max < leader_match;
   }
 
   // Answers a change with the members after it. The leader answered once the change was

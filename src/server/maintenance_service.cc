@@ -6,20 +6,25 @@
 //   - Hash and HashKV: a CRC32C over every live key-value at one revision (see HashAt),
 //     where etcd hashes its bbolt file (Hash) or every version in its history (HashKV). The
 //     numbers are not etcd's, but members that hold the same data agree on them.
-//   - Snapshot streams the store's own snapshot format (docs/kv.md: checksummed, restorable by
-//     synod), not a bbolt file followed by its SHA-256: `etcdctl snapshot save` stores it, but
-//     `etcdctl snapshot status` and `snapshot restore` cannot read it.
+//   - Snapshot streams the store's own snapshot format (docs/kv.md), not a bbolt file; it is
+//     framed as etcd's (zero padding to 512 bytes, then a SHA-256), so `etcdctl snapshot save`
+//     stores and checks it, but `etcdctl snapshot status` and `snapshot restore` cannot read it.
 //   - Defragment compacts RocksDB's files (Store::Defragment); dbSizeInUse equals dbSize.
 //
 // Nothing here blocks a gRPC thread or the apply thread for long: hashing, writing a snapshot
 // and defragmenting run on the service's own threads, a leader transfer is watched from a
 // timer, and a snapshot is streamed one chunk at a time as the client takes it.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <string>
 #include <system_error>
+
+#include <openssl/evp.h>
 
 #include "etcd/etcdserverpb/rpc.grpc.pb.h"
 #include "kv/errors.h"
@@ -57,8 +62,9 @@ constexpr int kSnapshotsInProgressMax = 2;
 constexpr char kSnapshotFilePrefix[] = "tmp-snapshot-";
 
 // Hashing reads the store in pages of keys: at least this many keys a page, and the whole
-// range in at most about this many pages (every page also counts the rest of the range,
-// so fewer, larger pages keep the work linear; a page is then 1/64 of the data).
+// store in at most about this many pages (a Range also counts the rest of its range, so a
+// page costs a walk over the keys after it: few pages keep the work linear, while a page
+// holds at most 1/64 of the keys in memory).
 constexpr int64_t kHashPageKeysMin = 100;
 constexpr int64_t kHashPagesMax = 64;
 
@@ -97,38 +103,44 @@ Result<HashResult> HashAt(kv::Store& store, int64_t revision,
   page.set_limit(kHashPageKeysMin);
   uint32_t crc = 0;
   std::string record;
+  bool first_page = true;
   for (;;) {
     if (cancelled()) return Status(Code::kUnavailable, "cancelled");
     auto r = store.Range(page);
     if (!r.ok()) return r.status();
     const kvpb::RangeResponse& response = r.value();
-    for (const auto& kv : response.kvs()) {
+    for (const auto& item : response.kvs()) {
       record.clear();
-      AppendFixed64(&record, kv.key().size());
-      record += kv.key();
-      AppendFixed64(&record, kv.value().size());
-      record += kv.value();
-      AppendFixed64(&record, static_cast<uint64_t>(kv.create_revision()));
-      AppendFixed64(&record, static_cast<uint64_t>(kv.mod_revision()));
-      AppendFixed64(&record, static_cast<uint64_t>(kv.version()));
-      AppendFixed64(&record, static_cast<uint64_t>(kv.lease()));
+      AppendFixed64(&record, item.key().size());
+      record += item.key();
+      AppendFixed64(&record, item.value().size());
+      record += item.value();
+      AppendFixed64(&record, static_cast<uint64_t>(item.create_revision()));
+      AppendFixed64(&record, static_cast<uint64_t>(item.mod_revision()));
+      AppendFixed64(&record, static_cast<uint64_t>(item.version()));
+      AppendFixed64(&record, static_cast<uint64_t>(item.lease()));
       crc = storage::Crc32c(crc, record.data(), record.size());
     }
     if (!response.more() || response.kvs().empty()) break;
     page.set_key(response.kvs(response.kvs_size() - 1).key() + std::string(1, '\0'));
-    // `count` is what is left from this page's first key on.
-    page.set_limit(std::max(kHashPageKeysMin, response.count() / kHashPagesMax));
+    if (first_page) {
+      // The first page counted every key at `at`: size the pages from it.
+      page.set_limit(std::max(kHashPageKeysMin, response.count() / kHashPagesMax));
+      first_page = false;
+    }
   }
   result.hash = crc;
   return result;
 }
 
-// A snapshot's bytes go to a temporary file (no fsync: it only lives until it is sent).
-// Writing stops with an error once `cancelled` is set.
+// A snapshot's bytes go to a temporary file (no fsync: it only lives until it is sent), laid
+// out as etcd's snapshot stream is: the data, zeros up to a multiple of 512 bytes, then the
+// SHA-256 of both (`etcdctl snapshot save` refuses a stream of any other length). Writing
+// stops with an error once `cancelled` is set.
 class TempFileSink final : public kv::SnapshotSink {
  public:
   TempFileSink(std::string path, const std::atomic<bool>* cancelled)
-      : path_(std::move(path)), cancelled_(cancelled) {}
+      : path_(std::move(path)), cancelled_(cancelled), sha_(EVP_MD_CTX_new()) {}
   ~TempFileSink() override {
     if (file_ != nullptr) std::fclose(file_);
   }
@@ -138,24 +150,55 @@ class TempFileSink final : public kv::SnapshotSink {
     if (file_ == nullptr) {
       file_ = std::fopen(path_.c_str(), "wb");
       if (file_ == nullptr) return Status(Code::kIoError, "cannot create " + path_);
+      if (sha_ == nullptr || EVP_DigestInit_ex(sha_.get(), EVP_sha256(), nullptr) != 1) {
+        return Status(Code::kIoError, "cannot compute SHA-256");
+      }
     }
-    if (std::fwrite(bytes.data(), 1, bytes.size(), file_) != bytes.size()) {
-      return Status(Code::kIoError, "cannot write " + path_);
-    }
-    return Status::Ok();
+    return Append(bytes, /*hash=*/true);
   }
 
   Status Finish() override {
     if (file_ == nullptr) return Status(Code::kIoError, "empty snapshot");
+    const std::string padding((kPaddingBytes - bytes_ % kPaddingBytes) % kPaddingBytes, '\0');
+    if (Status s = Append(padding, /*hash=*/true); !s.ok()) return s;
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_bytes = 0;
+    if (EVP_DigestFinal_ex(sha_.get(), digest, &digest_bytes) != 1) {
+      return Status(Code::kIoError, "cannot compute SHA-256");
+    }
+    if (Status s = Append(std::string_view(reinterpret_cast<const char*>(digest), digest_bytes),
+                          /*hash=*/false);
+        !s.ok()) {
+      return s;
+    }
     const bool ok = std::fclose(file_) == 0;
     file_ = nullptr;
     return ok ? Status::Ok() : Status(Code::kIoError, "cannot write " + path_);
   }
 
  private:
+  static constexpr uint64_t kPaddingBytes = 512;
+
+  Status Append(std::string_view bytes, bool hash) {
+    if (std::fwrite(bytes.data(), 1, bytes.size(), file_) != bytes.size()) {
+      return Status(Code::kIoError, "cannot write " + path_);
+    }
+    if (hash && EVP_DigestUpdate(sha_.get(), bytes.data(), bytes.size()) != 1) {
+      return Status(Code::kIoError, "cannot compute SHA-256");
+    }
+    bytes_ += bytes.size();
+    return Status::Ok();
+  }
+
+  struct ShaDeleter {
+    void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
+  };
+
   std::string path_;
   const std::atomic<bool>* cancelled_;
+  std::unique_ptr<EVP_MD_CTX, ShaDeleter> sha_;
   std::FILE* file_ = nullptr;
+  uint64_t bytes_ = 0;
 };
 
 class MaintenanceService;
@@ -269,7 +312,8 @@ class MaintenanceService final : public epb::Maintenance::CallbackService {
     response->set_raftindex(status.engine.commit);
     response->set_raftterm(status.engine.term);
     response->set_raftappliedindex(status.applied);
-    for (const auto& member : server_->membership().members()) {
+    const serverpb::Membership membership = server_->membership();
+    for (const auto& member : membership.members()) {
       if (member.id() == server_->member_id()) response->set_islearner(member.is_learner());
     }
     if (status.engine.leader == 0) response->add_errors(kNoLeaderError);
@@ -349,7 +393,8 @@ class MaintenanceService final : public epb::Maintenance::CallbackService {
     }
     const uint64_t target = request->targetid();
     bool voter = false;
-    for (const auto& member : server_->membership().members()) {
+    const serverpb::Membership membership = server_->membership();
+    for (const auto& member : membership.members()) {
       if (member.id() == target) voter = !member.is_learner();
     }
     if (!voter) {
