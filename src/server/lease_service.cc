@@ -36,6 +36,10 @@ class KeepAliveStream final
     }
     kvpb::LeaseKeepAliveRequest request;
     request.set_id(request_.id());
+    {
+      std::lock_guard lock(state_->mu);
+      ++state_->pending;
+    }
     server_->LeaseKeepAlive(std::move(request),
                             [state = state_, id = request_.id()](serverpb::Outcome outcome) {
                               Answer(state, id, std::move(outcome));
@@ -57,6 +61,7 @@ class KeepAliveStream final
 
   void OnCancel() override {
     std::lock_guard lock(state_->mu);
+    cancelled_ = true;
     state_->reading = false;
     state_->queue.clear();
     MaybeFinishLocked();
@@ -75,6 +80,7 @@ class KeepAliveStream final
     std::mutex mu;
     KeepAliveStream* stream = nullptr;  // null once the stream is done
     std::deque<epb::LeaseKeepAliveResponse> queue;
+    int pending = 0;  // keep-alives being served: answered even after the client half-closes
     bool writing = false;
     bool reading = true;
     bool finished = false;
@@ -82,6 +88,7 @@ class KeepAliveStream final
 
   static void Answer(const std::shared_ptr<State>& state, int64_t id, serverpb::Outcome outcome) {
     std::lock_guard lock(state->mu);
+    --state->pending;
     KeepAliveStream* stream = state->stream;
     if (stream == nullptr || state->finished) return;
     epb::LeaseKeepAliveResponse response;
@@ -99,7 +106,11 @@ class KeepAliveStream final
     }
     stream->server_->FillHeader(response.mutable_header());
     state->queue.push_back(std::move(response));
-    if (!state->writing) stream->WriteNextLocked();
+    if (!state->writing) {
+      stream->WriteNextLocked();
+    } else {
+      stream->MaybeFinishLocked();
+    }
   }
 
   void WriteNextLocked() {
@@ -111,6 +122,7 @@ class KeepAliveStream final
 
   void MaybeFinishLocked() {
     if (state_->finished || state_->reading || state_->writing) return;
+    if (state_->pending > 0 && !cancelled_) return;
     state_->finished = true;
     Finish(grpc::Status::OK);
   }
@@ -119,6 +131,7 @@ class KeepAliveStream final
   std::shared_ptr<State> state_;
   epb::LeaseKeepAliveRequest request_;
   epb::LeaseKeepAliveResponse current_;
+  bool cancelled_ = false;  // under state_->mu
 };
 
 class LeaseService final : public epb::Lease::CallbackService {

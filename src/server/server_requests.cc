@@ -187,6 +187,7 @@ void Server::Serve(kvpb::Request request, OutcomeCallback done) {
     return;
   }
   if (request.has_range()) {
+    const bool serializable = request.range().serializable();
     auto read = [this, range = std::move(*request.mutable_range()),
                  done = std::move(done)](serverpb::Outcome barrier) mutable {
       if (barrier.grpc_code() != 0) {
@@ -204,7 +205,7 @@ void Server::Serve(kvpb::Request request, OutcomeCallback done) {
         done(std::move(outcome));
       });
     };
-    if (request.range().serializable()) {
+    if (serializable) {  // served from this member's store, as it is
       read(serverpb::Outcome());
     } else {
       ReadBarrier(std::move(read));

@@ -5,9 +5,5 @@
 namespace synod::server {
 
 std::unique_ptr<grpc::Service> MakeWatchService(Server*) { return nullptr; }
-std::unique_ptr<grpc::Service> MakeClusterService(Server*) { return nullptr; }
-std::unique_ptr<grpc::Service> MakeMaintenanceService(Server*) { return nullptr; }
-std::unique_ptr<grpc::Service> MakeLockService(Server*) { return nullptr; }
-std::unique_ptr<grpc::Service> MakeElectionService(Server*) { return nullptr; }
 
 }  // namespace synod::server

@@ -196,6 +196,11 @@ std::string ServerStateMachine::Snapshot() {
 }
 
 Status ServerStateMachine::Restore(const std::string& data, consensus::LogIndex index) {
+  if (index == 0 && data.empty()) {
+    // The cluster's bootstrap snapshot (membership only, no state): a joining member
+    // starts from the empty store it has.
+    return Status::Ok();
+  }
   serverpb::StateSnapshot snap;
   if (!snap.ParseFromString(data)) {
     return Status(Code::kCorruption,
