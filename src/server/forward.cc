@@ -19,24 +19,54 @@ void ForwardClient::RemovePeer(uint64_t id) {
   stubs_.erase(id);
 }
 
+std::vector<uint64_t> ForwardClient::peers() const {
+  std::lock_guard lock(mu_);
+  std::vector<uint64_t> ids;
+  for (const auto& [id, address] : peers_) ids.push_back(id);
+  return ids;
+}
+
+std::shared_ptr<serverpb::Forward::Stub> ForwardClient::StubFor(uint64_t to) {
+  std::lock_guard lock(mu_);
+  auto it = stubs_.find(to);
+  if (it != stubs_.end()) return it->second;
+  auto p = peers_.find(to);
+  if (p == peers_.end()) return nullptr;
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  auto channel = grpc::CreateCustomChannel(p->second, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<serverpb::Forward::Stub> stub = serverpb::Forward::NewStub(channel);
+  stubs_[to] = stub;
+  return stub;
+}
+
+void ForwardClient::GetMembership(uint64_t to, std::chrono::milliseconds timeout,
+                                  std::function<void(const serverpb::Membership*)> done) {
+  auto stub = StubFor(to);
+  if (stub == nullptr) {
+    done(nullptr);
+    return;
+  }
+  struct Call {
+    grpc::ClientContext context;
+    serverpb::GetMembershipRequest request;
+    serverpb::Membership response;
+    std::shared_ptr<serverpb::Forward::Stub> stub;
+  };
+  auto call = std::make_shared<Call>();
+  call->stub = stub;
+  call->context.set_deadline(std::chrono::system_clock::now() + timeout);
+  stub->async()->GetMembership(&call->context, &call->request, &call->response,
+                               [call, done = std::move(done)](grpc::Status status) {
+                                 done(status.ok() ? &call->response : nullptr);
+                               });
+}
+
 void ForwardClient::Call(uint64_t to, const serverpb::ForwardRequest& request,
                          std::chrono::milliseconds timeout,
                          std::function<void(serverpb::Outcome)> done) {
-  std::shared_ptr<serverpb::Forward::Stub> stub;
-  {
-    std::lock_guard lock(mu_);
-    auto it = stubs_.find(to);
-    if (it != stubs_.end()) {
-      stub = it->second;
-    } else if (auto p = peers_.find(to); p != peers_.end()) {
-      grpc::ChannelArguments args;
-      args.SetMaxReceiveMessageSize(-1);
-      args.SetMaxSendMessageSize(-1);
-      auto channel = grpc::CreateCustomChannel(p->second, grpc::InsecureChannelCredentials(), args);
-      stub = serverpb::Forward::NewStub(channel);
-      stubs_[to] = stub;
-    }
-  }
+  std::shared_ptr<serverpb::Forward::Stub> stub = StubFor(to);
   if (stub == nullptr) {
     done(ErrorOutcome(grpc::StatusCode::UNAVAILABLE, "etcdserver: leader changed"));
     return;

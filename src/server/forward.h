@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -27,11 +28,17 @@ class ForwardClient {
   // "leader changed" if the member could not be reached.
   void Call(uint64_t to, const serverpb::ForwardRequest& request, std::chrono::milliseconds timeout,
             std::function<void(serverpb::Outcome)> done);
+  // Asks member `to` for its membership (done gets null if it could not be reached).
+  void GetMembership(uint64_t to, std::chrono::milliseconds timeout,
+                     std::function<void(const serverpb::Membership*)> done);
+  std::vector<uint64_t> peers() const;
   void SetPeer(uint64_t id, const std::string& address);
   void RemovePeer(uint64_t id);
 
  private:
-  std::mutex mu_;
+  std::shared_ptr<serverpb::Forward::Stub> StubFor(uint64_t to);
+
+  mutable std::mutex mu_;
   std::map<uint64_t, std::string> peers_;
   std::map<uint64_t, std::shared_ptr<serverpb::Forward::Stub>> stubs_;
 };

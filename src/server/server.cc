@@ -135,9 +135,9 @@ Status Server::Open() {
     if (Status s = state_->SaveInitial(membership); !s.ok()) return s;
   }
 
-  cluster_id_.store(state_->membership().cluster_id());
   timers_ = std::make_unique<Timers>();
   readers_ = std::make_unique<Executor>(2);
+  OnMembership(state_->membership());
 
   // The member-to-member listener: consensus streams and forwarded requests.
   forward_service_ = MakeForwardService(this);
@@ -242,6 +242,9 @@ Server::~Server() {
 void Server::OnMembership(const serverpb::Membership& membership) {
   // Runs on the apply thread: keep the transport and the forwarder's addresses current.
   cluster_id_.store(membership.cluster_id());
+  for (const auto& m : membership.members()) {
+    if (m.id() == member_id_) is_learner_.store(m.is_learner());
+  }
   std::set<uint64_t> present;
   for (const auto& m : membership.members()) {
     present.insert(m.id());
@@ -257,8 +260,9 @@ void Server::OnMembership(const serverpb::Membership& membership) {
   }
   if (std::find(membership.removed().begin(), membership.removed().end(), member_id_) !=
       membership.removed().end()) {
+    // Stop a moment later, so that the removal's own proposer hears its answer.
     LogWarn("this member has been removed from the cluster: stopping");
-    Shutdown();
+    timers_->After(std::chrono::milliseconds(1000), [this] { Shutdown(); });
   }
 }
 

@@ -150,6 +150,7 @@ class Server {
   void LessorLoop();
   void LessorStep();
   void PublishSelfIfNeeded();
+  void CheckRemoved(const runtime::NodeStatus& status);
   void AutoPromoteLearners(const runtime::NodeStatus& status);
 
  public:
@@ -174,12 +175,15 @@ class Server {
   RevisionFeed revisions_;
   std::atomic<uint64_t> term_{0};
   std::atomic<uint64_t> cluster_id_{0};
+  std::atomic<bool> is_learner_{false};
   std::atomic<bool> draining_{false};
 
   // Lessor thread state.
   std::set<int64_t> revoking_;  // leases whose revocation is in flight (under revoke_mu_)
   std::mutex revoke_mu_;
   std::atomic<bool> publishing_{false};
+  uint64_t leaderless_since_ms_ = 0;    // lessor thread only
+  uint64_t last_removal_check_ms_ = 0;  // lessor thread only
   std::atomic<bool> promoting_{false};
 
   std::mutex stop_mu_;

@@ -6,6 +6,7 @@
 //   - promoting caught-up learners (--auto-promote-learners).
 #include <chrono>
 
+#include "server/forward.h"
 #include "server/log.h"
 #include "server/server.h"
 #include "server/services.h"
@@ -73,7 +74,33 @@ void Server::LessorStep() {
     }
   }
   PublishSelfIfNeeded();
+  CheckRemoved(status);
   if (leader && config_.auto_promote_learners) AutoPromoteLearners(status);
+}
+
+void Server::CheckRemoved(const runtime::NodeStatus& status) {
+  // A member removed while it could not hear of it (the leader stops replicating to it)
+  // finds no leader any more: it asks the others whether it is still a member.
+  const uint64_t now = MonotonicMs();
+  if (status.engine.leader != 0) {
+    leaderless_since_ms_ = 0;
+    return;
+  }
+  if (leaderless_since_ms_ == 0) leaderless_since_ms_ = now;
+  const uint64_t quiet = 3 * static_cast<uint64_t>(config_.election_timeout_ms);
+  if (now - leaderless_since_ms_ < quiet || now - last_removal_check_ms_ < quiet) return;
+  last_removal_check_ms_ = now;
+  for (uint64_t peer : forward_->peers()) {
+    forward_->GetMembership(peer, std::chrono::milliseconds(1000),
+                            [this](const serverpb::Membership* m) {
+                              if (m == nullptr) return;
+                              for (uint64_t removed : m->removed()) {
+                                if (removed != member_id_) continue;
+                                LogWarn("the cluster says this member has been removed: stopping");
+                                Shutdown();
+                              }
+                            });
+  }
 }
 
 void Server::PublishSelfIfNeeded() {

@@ -30,6 +30,9 @@ serverpb::Outcome OutcomeOfProposal(const Result<std::string>& result) {
     return outcome;
   }
   const Status& s = result.status();
+  if (s.message().find("can only promote a learner member") != std::string::npos) {
+    return ErrorOutcome(grpc::StatusCode::FAILED_PRECONDITION, "etcdserver: " + s.message());
+  }
   switch (s.code()) {
     case Code::kNotLeader:
     case Code::kProposalDropped:
@@ -37,6 +40,10 @@ serverpb::Outcome OutcomeOfProposal(const Result<std::string>& result) {
     // applied anywhere: proposing it again is safe.
     case Code::kUnavailable:
       return ErrorOutcome(grpc::StatusCode::UNAVAILABLE, kLeaderChanged);
+    case Code::kInvalidArgument:  // a refused membership change, e.g. "member already exists"
+      return ErrorOutcome(grpc::StatusCode::FAILED_PRECONDITION, "etcdserver: " + s.message());
+    case Code::kNotFound:
+      return ErrorOutcome(grpc::StatusCode::NOT_FOUND, "etcdserver: member not found");
     case Code::kTooLarge:
       return ErrorOutcome(grpc::StatusCode::INVALID_ARGUMENT, "etcdserver: request is too large");
     default:
@@ -182,6 +189,12 @@ void Server::TransferLeader(uint64_t member_id) { node_->TransferLeader(member_i
 // Key-value requests
 
 void Server::Serve(kvpb::Request request, OutcomeCallback done) {
+  if (is_learner_.load() && !(request.has_range() && request.range().serializable())) {
+    // etcd: a learner serves serializable reads (and member status) only.
+    done(ErrorOutcome(grpc::StatusCode::FAILED_PRECONDITION,
+                      "etcdserver: rpc not supported for learner"));
+    return;
+  }
   if (Status s = store_->Validate(request); !s.ok()) {
     done(OutcomeOf(s));
     return;

@@ -621,7 +621,8 @@ class MembershipTest(EtcdctlTestCase):
             return r
         r = wait_until(add, 20, interval=0.5, message="member add")
         self.assertEqual(r.returncode, 0, r.stderr)
-        m = re.match(r"Member (%s) added to cluster (%s)\n\n" % (HEX_ID, HEX_ID), r.stdout)
+        # etcdctl prints ids with "%16x": a smaller id is padded with spaces.
+        m = re.match(r"Member +(%s) added to cluster +(%s)\n\n" % (HEX_ID, HEX_ID), r.stdout)
         self.assertIsNotNone(m, r.stdout)
         new_id = added["id"] = m.group(1)
         self.assertIn('ETCD_NAME="%s"\n' % new.name, r.stdout)
@@ -662,7 +663,7 @@ class MembershipTest(EtcdctlTestCase):
                           r.stderr)
             return None
         r = wait_until(promoted, 30, interval=0.5, message="the learner to catch up")
-        self.assertRegex(r.stdout, r"^Member %s promoted in cluster %s\n$"
+        self.assertEqual(r.stdout, "Member %16s promoted in cluster %16s\n"
                          % (new_id, m.group(2)))
         listed = {("%x" % x["ID"]): x for x in self.member_list()}
         self.assertFalse(listed[new_id].get("isLearner", False))
@@ -675,7 +676,7 @@ class MembershipTest(EtcdctlTestCase):
 
         # Remove it again: back to three.
         out = self.ctl_ok("member", "remove", new_id, endpoint=[0, 1, 2])
-        self.assertEqual(out, "Member %s removed from cluster %s\n" % (new_id, m.group(2)))
+        self.assertEqual(out, "Member %16s removed from cluster %16s\n" % (new_id, m.group(2)))
         new.removed = True
         self.assertNotIn(new_id, {("%x" % x["ID"]) for x in
                                   self.ctl_json("member", "list", endpoint=[0, 1, 2])["members"]})

@@ -171,8 +171,10 @@ Status Paxos::ValidateConfChange(const pb::ConfChange& cc) const {
   switch (cc.type()) {
     case pb::CONF_ADD_VOTER:
       if (voter) return Status(Code::kInvalidArgument, "member is already a voter");
-      if (learner && progress_.count(id) &&
-          progress_.at(id).match + cfg_.learner_catchup_entries_max < log_.LastIndex()) {
+      // In sync: it has acknowledged at least once, and is close to the leader's log.
+      if (learner &&
+          (!progress_.count(id) || progress_.at(id).match == 0 ||
+           progress_.at(id).match + cfg_.learner_catchup_entries_max < log_.LastIndex())) {
         return Status(Code::kProposalDropped,
                       "can only promote a learner member which is in sync with leader");
       }

@@ -128,8 +128,11 @@ Status Raft::ValidateConfChange(const pb::ConfChange& cc) const {
   switch (cc.type()) {
     case pb::CONF_ADD_VOTER:
       if (IsVoter(id)) return Status(Code::kInvalidArgument, "member is already a voter");
+      // In sync: it has acknowledged the log at least once (a learner that never started
+      // is not promoted however short the log) and is close to the leader's last index.
       if (IsLearner(id) &&
-          progress_.at(id).match + cfg_.learner_catchup_entries_max < log_.LastIndex()) {
+          (progress_.at(id).match == 0 ||
+           progress_.at(id).match + cfg_.learner_catchup_entries_max < log_.LastIndex())) {
         return Status(Code::kProposalDropped,
                       "can only promote a learner member which is in sync with leader");
       }

@@ -75,6 +75,23 @@ TEST(RaftMembership, ALearnerNeverCampaignsAndIsNeverAskedForItsVote) {
 // A learner is promoted once it has caught up (thesis §4.2.1: "the leader should abort
 // the change if the new server is unavailable or is so slow that it will never catch
 // up").
+// "Unavailable" includes never started: however short the log, a learner that has not
+// acknowledged anything is not in sync.
+TEST(RaftMembership, ALearnerThatNeverAnsweredIsNotPromoted) {
+  Cluster c(3);
+  c.ElectLeader(1);
+  c.AddMember(4);
+  c.Isolate(4);
+  ASSERT_TRUE(c.ProposeConfChange(1, Change(pb::CONF_ADD_LEARNER, 4)).ok());
+  c.Stabilize();
+  auto refused = c.ProposeConfChange(1, Change(pb::CONF_ADD_VOTER, 4));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Code::kProposalDropped);
+  c.Heal();
+  c.TickAll(3);
+  EXPECT_TRUE(c.ProposeConfChange(1, Change(pb::CONF_ADD_VOTER, 4)).ok());
+}
+
 TEST(RaftMembership, ALearnerIsPromotedOnlyOnceItHasCaughtUp) {
   Cluster c(3, [](Config& cfg) { cfg.learner_catchup_entries_max = 5; });
   c.ElectLeader(1);
