@@ -9,6 +9,7 @@ PACKAGES=(
   librocksdb-dev libasio-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev libfmt-dev
   etcd-server etcd-client python3-etcd3
+  gnuplot-nox
 )
 
 missing=()
