@@ -120,6 +120,7 @@ Status Node::Open() {
   }
   consensus::DurableState durable;
   if (recovered.hard_state) durable.hard_state = *recovered.hard_state;
+  durable_hard_state_ = durable.hard_state;
   if (Status s = LoadLatestSnapshot(options_.data_dir + "/snap", &durable.snapshot); !s.ok())
     return s;
   const bool fresh = !recovered.hard_state && durable.snapshot.metadata().index() == 0 &&
@@ -278,14 +279,16 @@ void Node::Loop() {
       work.swap(inbox_);
     }
     for (auto& w : work) w();
+    bool ticked = false;
     if (std::chrono::steady_clock::now() >= next_tick) {
       engine_->Tick();
+      ticked = true;
       next_tick += options_.tick_interval;
       // After a stall, do not fire a burst of ticks: time is what it is now.
       next_tick = std::max(next_tick, std::chrono::steady_clock::now());
     }
     HandleReady();
-    PublishStatus();
+    if (ticked) PublishStatus();  // the full status is costly: once a tick
   }
 }
 
@@ -293,6 +296,29 @@ void Node::HandleReady() {
   if (ready_in_flight_ || !engine_->HasReady()) return;
   consensus::Ready rd = engine_->TakeReady();
   ready_in_flight_ = true;
+  if (rd.leader != leader_.load(std::memory_order_relaxed)) {
+    leader_.store(rd.leader, std::memory_order_relaxed);
+    PublishStatus();
+  }
+  // The leader's appends leave now: its fsync and its followers' overlap.
+  std::vector<pb::Message> after_persist;
+  std::vector<pb::Message> now;
+  for (auto& m : rd.messages) {
+    (engine_->MaySendBeforeDurable(m) ? now : after_persist).push_back(std::move(m));
+  }
+  rd.messages = std::move(after_persist);
+  Send(std::move(now));
+  // A hard state that only advanced the commit index is written without waiting: if a
+  // crash loses it, the leader tells the commit index again.
+  if (rd.hard_state && rd.entries.empty() && !rd.snapshot &&
+      consensus::OnlyCommitAdvanced(*rd.hard_state, durable_hard_state_)) {
+    storage::WalWrite write;
+    write.hard_state = std::move(rd.hard_state);
+    rd.hard_state.reset();
+    storage::WalTicket ticket = 0;
+    Status s = wal_->Append(write, &ticket);
+    SYNOD_ASSERT(s.ok(), "the write-ahead log failed: the member must stop");
+  }
   if (!rd.hard_state && rd.entries.empty() && !rd.snapshot) {
     FinishReady(std::move(rd));  // nothing to make durable
     return;
@@ -324,6 +350,10 @@ void Node::PersistLoop() {
     write.entries = rd.entries;
     write.hard_state = rd.hard_state;
     Status s = wal_->AppendSync(write);
+    if (rd.hard_state) {
+      std::lock_guard lock(persist_mu_);
+      durable_hard_state_ = *rd.hard_state;
+    }
     // A WAL that cannot write cannot promise anything: stop rather than send messages
     // that claim durability (the WAL has already made sure nothing on disk is damaged).
     SYNOD_ASSERT(s.ok(), "the write-ahead log failed: the member must stop");
@@ -333,18 +363,7 @@ void Node::PersistLoop() {
 
 void Node::FinishReady(consensus::Ready rd) {
   // Durable: now the messages may promise it.
-  if (!rd.messages.empty()) {
-    // One envelope per destination: many messages per network write.
-    std::map<NodeId, pb::Envelope> out;
-    for (auto& m : rd.messages) {
-      pb::Envelope& env = out[m.to()];
-      env.set_group_id(options_.group_id);
-      env.set_from(options_.id);
-      env.set_to(m.to());
-      *env.add_messages() = std::move(m);
-    }
-    for (auto& [to, env] : out) transport_->Send(env);
-  }
+  Send(std::move(rd.messages));
   if (rd.snapshot) {
     const auto& meta = rd.snapshot->metadata();
     Status s = state_->Restore(rd.snapshot->data(), meta.index());
@@ -364,6 +383,20 @@ void Node::FinishReady(consensus::Ready rd) {
   ready_in_flight_ = false;
   MaybeSnapshot();
   HandleReady();
+}
+
+void Node::Send(std::vector<pb::Message> messages) {
+  if (messages.empty()) return;
+  // One envelope per destination: many messages per network write.
+  std::map<NodeId, pb::Envelope> out;
+  for (auto& m : messages) {
+    pb::Envelope& env = out[m.to()];
+    env.set_group_id(options_.group_id);
+    env.set_from(options_.id);
+    env.set_to(m.to());
+    *env.add_messages() = std::move(m);
+  }
+  for (auto& [to, env] : out) transport_->Send(env);
 }
 
 void Node::ApplyCommitted(const std::vector<pb::Entry>& entries) {

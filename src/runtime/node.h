@@ -19,6 +19,7 @@
 // public methods, which only queue work.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -111,7 +112,10 @@ class Node {
   // A message from a peer.
   void Receive(pb::Envelope envelope);
 
+  // Published every tick (and at start): may be a tick old.
   NodeStatus GetStatus() const;
+  // The leader as of the latest Ready: cheap, for every request.
+  NodeId Leader() const { return leader_.load(std::memory_order_relaxed); }
   NodeId id() const { return options_.id; }
 
  private:
@@ -128,6 +132,7 @@ class Node {
   void Post(std::function<void()> work);
   void HandleReady();
   void FinishReady(consensus::Ready ready);
+  void Send(std::vector<pb::Message> messages);
   void ApplyCommitted(const std::vector<pb::Entry>& entries);
   void ServeReads();
   void MaybeSnapshot();
@@ -154,11 +159,15 @@ class Node {
   std::deque<std::function<void()>> inbox_;
   bool stopping_ = false;
   NodeStatus status_;  // published copy, under mu_
+  std::atomic<NodeId> leader_{consensus::kNoNode};
 
   // Persist thread.
   std::mutex persist_mu_;
   std::condition_variable persist_cv_;
   std::optional<consensus::Ready> to_persist_;
+  // The hard state last made durable (read by the loop thread, which only does so while
+  // no Ready is being persisted).
+  pb::HardState durable_hard_state_;
   bool persist_stopping_ = false;
 
   std::thread persist_thread_;

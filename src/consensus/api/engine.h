@@ -143,6 +143,24 @@ class Engine {
   virtual void Advance(const Ready& ready) = 0;
 
   virtual EngineStatus GetStatus() const = 0;
+
+  // The one exception to "messages leave once their Ready is durable": a message for
+  // which this answers true (asked between TakeReady and Advance) promises nothing about
+  // this member's own disk, and may be sent while the Ready is being persisted, so that
+  // the leader's write and its followers' overlap. Raft: a leader's appends and
+  // heartbeats (the leader counts itself towards a commit only for durable entries;
+  // thesis §10.2.1). Default: none.
+  virtual bool MaySendBeforeDurable(const pb::Message& message) const {
+    (void)message;
+    return false;
+  }
 };
+
+// Whether `next` may be written without waiting for an fsync: it differs from the
+// durable hard state in its commit index only (which may lag after a crash: it is
+// learned again from the leader).
+inline bool OnlyCommitAdvanced(const pb::HardState& next, const pb::HardState& durable) {
+  return next.term() == durable.term() && next.vote() == durable.vote();
+}
 
 }  // namespace synod::consensus

@@ -299,6 +299,11 @@ void Raft::Advance(const Ready&) {
   if (role_ == Role::kLeader && MaybeCommit()) commit_broadcast_pending_ = true;
 }
 
+bool Raft::MaySendBeforeDurable(const pb::Message& message) const {
+  return role_ == Role::kLeader &&
+         (message.type() == pb::MSG_APPEND || message.type() == pb::MSG_HEARTBEAT);
+}
+
 EngineStatus Raft::GetStatus() const {
   EngineStatus s;
   s.id = cfg_.id;

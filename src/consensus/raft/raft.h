@@ -44,6 +44,7 @@ class Raft final : public Engine {
   void Advance(const Ready& ready) override;
 
   EngineStatus GetStatus() const override;
+  bool MaySendBeforeDurable(const pb::Message& message) const override;
 
  private:
   friend class RaftTestPeer;
