@@ -87,7 +87,8 @@ class RocksView final : public BackendReader {
 
 class RocksBackend final : public Backend {
  public:
-  explicit RocksBackend(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
+  RocksBackend(std::unique_ptr<rocksdb::DB> db, bool disable_wal)
+      : db_(std::move(db)), disable_wal_(disable_wal) {}
 
   Result<std::optional<std::string>> Get(std::string_view key) const override {
     return GetAt(db_.get(), nullptr, key);
@@ -115,9 +116,17 @@ class RocksBackend final : public Backend {
     }
     rocksdb::WriteOptions options;
     options.sync = sync;
+    options.disableWAL = disable_wal_ && !sync;
     return FromRocks(db_->Write(options, &rb), "write");
   }
-  Status Sync() override { return FromRocks(db_->FlushWAL(/*sync=*/true), "sync"); }
+  Status Sync() override {
+    if (disable_wal_) {
+      rocksdb::FlushOptions flush;
+      flush.wait = true;
+      return FromRocks(db_->Flush(flush), "flush");
+    }
+    return FromRocks(db_->FlushWAL(/*sync=*/true), "sync");
+  }
   std::shared_ptr<const BackendReader> View() const override {
     return std::make_shared<RocksView>(db_.get());
   }
@@ -137,6 +146,7 @@ class RocksBackend final : public Backend {
 
  private:
   std::unique_ptr<rocksdb::DB> db_;
+  const bool disable_wal_;
 };
 
 }  // namespace
@@ -163,7 +173,8 @@ Result<std::unique_ptr<Backend>> OpenRocksBackend(const std::string& path,
   rocksdb::Status s = rocksdb::DB::Open(ro, path, &raw);
   if (!s.ok()) return FromRocks(s, "open");
   SYNOD_ASSERT(raw != nullptr, "rocksdb::DB::Open succeeded without a database");
-  return std::unique_ptr<Backend>(new RocksBackend(std::unique_ptr<rocksdb::DB>(raw)));
+  return std::unique_ptr<Backend>(
+      new RocksBackend(std::unique_ptr<rocksdb::DB>(raw), options.disable_wal));
 }
 
 }  // namespace synod::kv

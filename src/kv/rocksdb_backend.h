@@ -22,6 +22,10 @@ struct RocksBackendOptions {
   bool create_if_missing = true;
   // Size of one memtable; small values make tests flush (and exercise SST reads) often.
   uint64_t write_buffer_bytes = 64ull << 20;
+  // Skip RocksDB's own write-ahead log: for a store whose writes can be replayed from
+  // elsewhere (the consensus log, with snapshots covering what it released). A write
+  // asked to sync still goes through RocksDB's log; Sync() flushes the memtables.
+  bool disable_wal = false;
   // RocksDB's cache of uncompressed SST blocks.
   uint64_t block_cache_bytes = 64ull << 20;
 };

@@ -7,6 +7,13 @@ namespace synod::server {
 
 ForwardClient::ForwardClient(std::map<uint64_t, std::string> peers) : peers_(std::move(peers)) {}
 
+ForwardClient::~ForwardClient() {
+  std::unique_lock lock(mu_);
+  stopping_ = true;  // queued requests are not sent: their timeouts answer them
+  for (grpc::ClientContext* context : active_) context->TryCancel();
+  idle_.wait(lock, [&] { return active_.empty(); });
+}
+
 void ForwardClient::SetPeer(uint64_t id, const std::string& address) {
   std::lock_guard lock(mu_);
   if (peers_[id] != address) stubs_.erase(id);
@@ -63,34 +70,91 @@ void ForwardClient::GetMembership(uint64_t to, std::chrono::milliseconds timeout
                                });
 }
 
+namespace {
+
+constexpr int kBatchesInFlight = 4;
+constexpr size_t kBatchRequestsMax = 512;
+
+// A call that failed before reaching the leader may be retried (with whoever leads
+// next); one that failed on the way may have been applied, and must not be.
+serverpb::Outcome FailedCall(const grpc::Status& status) {
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return ErrorOutcome(grpc::StatusCode::UNAVAILABLE, "etcdserver: request timed out");
+  }
+  const std::string& m = status.error_message();
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      (m.find("failed to connect") != std::string::npos ||
+       m.find("Connection refused") != std::string::npos)) {
+    return ErrorOutcome(grpc::StatusCode::UNAVAILABLE, "etcdserver: leader changed");
+  }
+  return ErrorOutcome(grpc::StatusCode::UNAVAILABLE,
+                      "etcdserver: request timed out, possibly due to connection lost");
+}
+
+}  // namespace
+
 void ForwardClient::Call(uint64_t to, const serverpb::ForwardRequest& request,
                          std::chrono::milliseconds timeout,
                          std::function<void(serverpb::Outcome)> done) {
-  std::shared_ptr<serverpb::Forward::Stub> stub = StubFor(to);
-  if (stub == nullptr) {
+  std::lock_guard lock(mu_);
+  if (peers_.find(to) == peers_.end()) {
     done(ErrorOutcome(grpc::StatusCode::UNAVAILABLE, "etcdserver: leader changed"));
     return;
   }
-  struct Call {
+  Queue& queue = queues_[to];
+  queue.requests.push_back(request);
+  queue.callbacks.push_back(std::move(done));
+  if (queue.in_flight < kBatchesInFlight) SendBatchLocked(to, &queue, timeout);
+}
+
+void ForwardClient::SendBatchLocked(uint64_t to, Queue* queue, std::chrono::milliseconds timeout) {
+  if (queue->requests.empty() || stopping_) return;
+  std::shared_ptr<serverpb::Forward::Stub> stub;
+  if (auto it = stubs_.find(to); it != stubs_.end()) {
+    stub = it->second;
+  } else {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);
+    args.SetMaxSendMessageSize(-1);
+    stub = serverpb::Forward::NewStub(
+        grpc::CreateCustomChannel(peers_.at(to), grpc::InsecureChannelCredentials(), args));
+    stubs_[to] = stub;
+  }
+  struct Batch {
     grpc::ClientContext context;
-    serverpb::ForwardRequest request;
-    serverpb::Outcome response;
+    serverpb::ForwardBatch request;
+    serverpb::OutcomeBatch response;
+    std::vector<std::function<void(serverpb::Outcome)>> callbacks;
     std::shared_ptr<serverpb::Forward::Stub> stub;  // kept alive while the call runs
   };
-  auto call = std::make_shared<Call>();
-  call->request = request;
-  call->stub = stub;
-  call->context.set_deadline(std::chrono::system_clock::now() + timeout);
-  stub->async()->Forward(
-      &call->context, &call->request, &call->response,
-      [call, done = std::move(done)](grpc::Status status) {
-        if (status.ok()) {
-          done(std::move(call->response));
-        } else if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-          done(ErrorOutcome(grpc::StatusCode::UNAVAILABLE, "etcdserver: request timed out"));
-        } else {
-          // Unreachable or gone: whoever leads next takes the retry.
-          done(ErrorOutcome(grpc::StatusCode::UNAVAILABLE, "etcdserver: leader changed"));
+  auto batch = std::make_shared<Batch>();
+  const size_t n = std::min(queue->requests.size(), kBatchRequestsMax);
+  for (size_t i = 0; i < n; ++i) {
+    *batch->request.add_requests() = std::move(queue->requests[i]);
+    batch->callbacks.push_back(std::move(queue->callbacks[i]));
+  }
+  queue->requests.erase(queue->requests.begin(), queue->requests.begin() + n);
+  queue->callbacks.erase(queue->callbacks.begin(), queue->callbacks.begin() + n);
+  batch->stub = stub;
+  batch->context.set_deadline(std::chrono::system_clock::now() + timeout);
+  ++queue->in_flight;
+  active_.insert(&batch->context);
+  stub->async()->ForwardMany(
+      &batch->context, &batch->request, &batch->response,
+      [this, to, timeout, batch](grpc::Status status) {
+        {
+          std::lock_guard lock(mu_);
+          Queue& q = queues_[to];
+          --q.in_flight;
+          active_.erase(&batch->context);
+          if (active_.empty()) idle_.notify_all();
+          SendBatchLocked(to, &q, timeout);  // what gathered meanwhile
+        }
+        const bool ok = status.ok() && batch->response.outcomes_size() ==
+                                           static_cast<int>(batch->callbacks.size());
+        for (size_t i = 0; i < batch->callbacks.size(); ++i) {
+          batch->callbacks[i](ok ? std::move(*batch->response.mutable_outcomes(static_cast<int>(i)))
+                                 : FailedCall(status));
         }
       });
 }
@@ -109,6 +173,27 @@ class ForwardService final : public serverpb::Forward::CallbackService {
       *response = std::move(outcome);
       reactor->Finish(grpc::Status::OK);
     });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ForwardMany(grpc::CallbackServerContext* context,
+                                        const serverpb::ForwardBatch* request,
+                                        serverpb::OutcomeBatch* response) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    const int n = request->requests_size();
+    if (n == 0) {
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+    for (int i = 0; i < n; ++i) response->add_outcomes();
+    auto remaining = std::make_shared<std::atomic<int>>(n);
+    for (int i = 0; i < n; ++i) {
+      server_->ServeForwarded(request->requests(i),
+                              [reactor, response, remaining, i](serverpb::Outcome outcome) {
+                                *response->mutable_outcomes(i) = std::move(outcome);
+                                if (remaining->fetch_sub(1) == 1) reactor->Finish(grpc::Status::OK);
+                              });
+    }
     return reactor;
   }
 

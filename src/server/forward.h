@@ -4,10 +4,12 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,8 @@ class ForwardClient {
  public:
   // `peers`: member id -> "host:port" of its peer listener.
   explicit ForwardClient(std::map<uint64_t, std::string> peers);
+  // Cancels the calls under way and waits for their callbacks.
+  ~ForwardClient();
 
   // Sends `request` to member `to`; `done` gets its outcome, or a retryable
   // "leader changed" if the member could not be reached.
@@ -36,11 +40,23 @@ class ForwardClient {
   void RemovePeer(uint64_t id);
 
  private:
+  // Requests waiting for a batch to `to`, and the batches under way (at most
+  // kBatchesInFlight: more requests wait and go together in the next one).
+  struct Queue {
+    std::vector<serverpb::ForwardRequest> requests;
+    std::vector<std::function<void(serverpb::Outcome)>> callbacks;
+    int in_flight = 0;
+  };
   std::shared_ptr<serverpb::Forward::Stub> StubFor(uint64_t to);
+  void SendBatchLocked(uint64_t to, Queue* queue, std::chrono::milliseconds timeout);
 
   mutable std::mutex mu_;
   std::map<uint64_t, std::string> peers_;
   std::map<uint64_t, std::shared_ptr<serverpb::Forward::Stub>> stubs_;
+  std::map<uint64_t, Queue> queues_;
+  std::set<grpc::ClientContext*> active_;  // batches under way
+  std::condition_variable idle_;
+  bool stopping_ = false;
 };
 
 // The Forward service on the peer port.

@@ -109,7 +109,11 @@ Status Server::Open() {
   if (config_.quota_backend_bytes > 0) store_options.quota_bytes = config_.quota_backend_bytes;
   // etcd's minimum lease TTL: ceil(1.5 * election timeout) seconds.
   store_options.lease_ttl_min_s = (3 * config_.election_timeout_ms + 1999) / 2000;
-  auto backend = kv::OpenRocksBackend(member_dir + "/kv", kv::RocksBackendOptions());
+  kv::RocksBackendOptions backend_options;
+  // The consensus WAL is the durability point: what RocksDB loses in a crash is
+  // replayed from it (or restored from the snapshot it was compacted to).
+  backend_options.disable_wal = true;
+  auto backend = kv::OpenRocksBackend(member_dir + "/kv", backend_options);
   if (!backend.ok()) return backend.status();
   auto store = kv::Store::Open(std::move(backend.value()), store_options);
   if (!store.ok()) return store.status();

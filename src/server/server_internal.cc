@@ -14,11 +14,15 @@ Timers::~Timers() {
 }
 
 void Timers::After(std::chrono::milliseconds delay, std::function<void()> work) {
+  bool earliest;
   {
     std::lock_guard lock(mu_);
-    work_.emplace(Clock::now() + delay, std::move(work));
+    auto it = work_.emplace(Clock::now() + delay, std::move(work));
+    earliest = it == work_.begin();
   }
-  cv_.notify_all();
+  // Most work is a timeout seconds away, later than what is queued: the thread need
+  // not wake up for it.
+  if (earliest) cv_.notify_all();
 }
 
 void Timers::Drain() {

@@ -107,10 +107,7 @@ void Server::Attempt(std::function<void(OutcomeCallback)> attempt, bool retry,
   a->Run();
 }
 
-uint64_t Server::LeaderId() const {
-  const runtime::NodeStatus s = node_->GetStatus();
-  return s.engine.leader;
-}
+uint64_t Server::LeaderId() const { return node_->Leader(); }
 
 // ---------------------------------------------------------------------------------
 // Proposals
