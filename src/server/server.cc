@@ -16,6 +16,7 @@
 #include "server/server_internal.h"
 #include "server/services.h"
 #include "server/state_machine.h"
+#include "server/watch_hub.h"
 #include "transport/grpc_transport.h"
 #include "transport/peer_service.h"
 
@@ -227,6 +228,9 @@ Server::~Server() {
   // listener stops (in-flight calls get 2 s to finish); then the member stops.
   draining_.store(true);
   if (timers_) timers_->Drain();
+  for (auto& service : services_) {
+    if (service) StopWatchService(service.get());  // ends watch streams: "server stopped"
+  }
   if (client_server_) {
     client_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     client_server_->Wait();

@@ -143,6 +143,11 @@ class Server {
                  OutcomeCallback done);
   serverpb::Outcome ServeLease(const serverpb::ForwardRequest& request);
   std::chrono::milliseconds RequestTimeout() const;
+  // The store revision a write's response reports (0: none).
+  static int64_t ResponseRevision(const kvpb::Response& response);
+  // Runs `then` once this member's store has reached `revision` (or at the deadline).
+  void WaitForRevision(int64_t revision, std::chrono::steady_clock::time_point deadline,
+                       std::function<void()> then);
   uint64_t LeaderId() const;
 
   // The leader's chores (server_lessor.cc): lease expiry, publishing this member,

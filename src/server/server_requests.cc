@@ -235,7 +235,48 @@ void Server::Serve(kvpb::Request request, OutcomeCallback done) {
   }
   serverpb::Command command;
   *command.mutable_kv() = std::move(request);
-  Propose(std::move(command), std::move(done));
+  Propose(std::move(command), [this, done = std::move(done)](serverpb::Outcome outcome) mutable {
+    // Answer once this member has applied the write too (a follower forwarded it), as
+    // etcd does: a watch or a serializable read here then sees it.
+    const int64_t revision = ResponseRevision(outcome.response());
+    if (outcome.grpc_code() != 0 || store_->Revision() >= revision) {
+      done(std::move(outcome));
+      return;
+    }
+    WaitForRevision(revision, Clock::now() + RequestTimeout(),
+                    [outcome = std::move(outcome), done = std::move(done)]() mutable {
+                      done(std::move(outcome));
+                    });
+  });
+}
+
+int64_t Server::ResponseRevision(const kvpb::Response& response) {
+  switch (response.response_case()) {
+    case kvpb::Response::kPut:
+      return response.put().header().revision();
+    case kvpb::Response::kDeleteRange:
+      return response.delete_range().header().revision();
+    case kvpb::Response::kTxn:
+      return response.txn().header().revision();
+    case kvpb::Response::kCompaction:
+      return response.compaction().header().revision();
+    case kvpb::Response::kLeaseRevoke:
+      return response.lease_revoke().header().revision();
+    default:
+      return 0;
+  }
+}
+
+void Server::WaitForRevision(int64_t revision, Clock::time_point deadline,
+                             std::function<void()> then) {
+  if (store_->Revision() >= revision || Clock::now() >= deadline || draining_.load()) {
+    then();
+    return;
+  }
+  timers_->After(std::chrono::milliseconds(1),
+                 [this, revision, deadline, then = std::move(then)]() mutable {
+                   WaitForRevision(revision, deadline, std::move(then));
+                 });
 }
 
 void Server::ReadBarrier(OutcomeCallback done) {
