@@ -189,6 +189,7 @@ Node::~Node() {
   }
   cv_.notify_all();
   if (loop_thread_.joinable()) loop_thread_.join();
+  JoinSnapshotThread();
   {
     std::lock_guard lock(persist_mu_);
     persist_stopping_ = true;
@@ -425,22 +426,61 @@ void Node::ServeReads() {
 }
 
 void Node::MaybeSnapshot() {
-  const LogIndex applied = state_->AppliedIndex();
-  if (applied < snapshot_index_ + options_.snapshot_entries) return;
+  // A written snapshot gets its WAL marker, then the log before it is released. Only
+  // while no Ready is being persisted: markers never move back, and a leader's snapshot
+  // may be on its way to the WAL.
+  if (snapshot_written_ && !ready_in_flight_) {
+    const pb::SnapshotMetadata meta = *snapshot_written_;
+    snapshot_written_.reset();
+    snapshotting_ = false;
+    if (meta.index() > snapshot_index_) {
+      storage::WalWrite marker;
+      marker.snapshot = meta;
+      if (wal_->AppendSync(marker).ok()) {
+        (void)wal_->ReleaseBefore(meta.index());
+        snapshot_index_ = meta.index();
+      }
+    }
+  }
+  if (snapshotting_ || state_->AppliedIndex() < snapshot_index_ + options_.snapshot_entries) {
+    return;
+  }
+  snapshotting_ = true;
+  JoinSnapshotThread();
+  snapshot_thread_ = std::thread([this] {
+    LogIndex index = 0;
+    std::string data = state_->Snapshot(&index);
+    Post([this, data = std::move(data), index]() mutable { CompactTo(std::move(data), index); });
+  });
+}
+
+void Node::CompactTo(std::string data, LogIndex index) {
   pb::Snapshot snap;
-  snap.mutable_metadata()->set_index(applied);
-  snap.set_data(state_->Snapshot());
+  snap.mutable_metadata()->set_index(index);
+  snap.set_data(std::move(data));
   auto meta = engine_->Compact(snap);
-  if (!meta.ok()) return;  // e.g. not yet durable: try after the next Ready
+  if (!meta.ok() || index <= snapshot_index_) {
+    snapshotting_ = false;  // e.g. not durable yet, or a leader's snapshot came first
+    return;
+  }
   *snap.mutable_metadata() = meta.value();
-  // Written here, on the loop thread: snapshots are rare, and the WAL marker must
-  // follow the file. The log prefix goes once both are durable.
-  if (Status s = WriteSnapshotFile(snap); !s.ok()) return;
-  storage::WalWrite marker;
-  marker.snapshot = snap.metadata();
-  if (Status s = wal_->AppendSync(marker); !s.ok()) return;
-  (void)wal_->ReleaseBefore(meta.value().index());
-  snapshot_index_ = meta.value().index();
+  JoinSnapshotThread();  // the thread that took the copy has finished
+  snapshot_thread_ = std::thread([this, snap = std::move(snap)] {
+    if (Status s = WriteSnapshotFile(snap); !s.ok()) {
+      Post([this] { snapshotting_ = false; });  // try again later
+      return;
+    }
+    Post([this, meta = snap.metadata()] { FinishSnapshot(meta); });
+  });
+}
+
+void Node::FinishSnapshot(const pb::SnapshotMetadata& meta) {
+  snapshot_written_ = meta;
+  MaybeSnapshot();
+}
+
+void Node::JoinSnapshotThread() {
+  if (snapshot_thread_.joinable()) snapshot_thread_.join();
 }
 
 Status Node::WriteSnapshotFile(const pb::Snapshot& snapshot) {

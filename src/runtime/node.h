@@ -54,8 +54,10 @@ class StateMachine {
   // The index of the last entry applied (0 if none). After a restart the node replays
   // the log from its latest snapshot; entries at or below this are skipped.
   virtual LogIndex AppliedIndex() const = 0;
-  // The state as of AppliedIndex(), as bytes another member's Restore accepts.
-  virtual std::string Snapshot() = 0;
+  // A consistent copy of the state, as bytes another member's Restore accepts, and in
+  // *index the last entry it covers. Runs on a thread of its own, concurrently with
+  // Apply: snapshots never stall the apply loop.
+  virtual std::string Snapshot(LogIndex* index) = 0;
   // Replaces the whole state by a snapshot taken at `index`.
   virtual Status Restore(const std::string& data, LogIndex index) = 0;
 };
@@ -135,7 +137,13 @@ class Node {
   void Send(std::vector<pb::Message> messages);
   void ApplyCommitted(const std::vector<pb::Entry>& entries);
   void ServeReads();
+  // Snapshots (every snapshot_entries applied entries): the state is copied on the
+  // snapshot thread, the engine compacts on the loop thread, the file is written on the
+  // snapshot thread, and the WAL marker and log release follow on the loop thread.
   void MaybeSnapshot();
+  void CompactTo(std::string data, LogIndex index);
+  void FinishSnapshot(const pb::SnapshotMetadata& meta);
+  void JoinSnapshotThread();
   Status WriteSnapshotFile(const pb::Snapshot& snapshot);
   void PublishStatus();
 
@@ -152,6 +160,10 @@ class Node {
   uint64_t next_read_id_ = 1;
   bool ready_in_flight_ = false;
   LogIndex snapshot_index_ = 0;
+  bool snapshotting_ = false;  // a snapshot is being taken (loop thread)
+  // Written and durable, waiting for a moment with no Ready in flight for its WAL marker.
+  std::optional<pb::SnapshotMetadata> snapshot_written_;
+  std::thread snapshot_thread_;
 
   // Inbox.
   mutable std::mutex mu_;

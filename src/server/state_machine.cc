@@ -185,14 +185,26 @@ serverpb::Outcome ServerStateMachine::ApplyCommand(const consensuspb::Entry& ent
 
 consensus::LogIndex ServerStateMachine::AppliedIndex() const { return store_->AppliedIndex(); }
 
-std::string ServerStateMachine::Snapshot() {
-  serverpb::StateSnapshot snap;
-  kv::StringSnapshotSink sink;
-  auto info = store_->WriteSnapshot(sink);
-  SYNOD_ASSERT(info.ok(), "cannot take a snapshot of the key-value store");
-  snap.set_kv(std::move(sink.mutable_data()));
-  *snap.mutable_membership() = membership();
-  return snap.SerializeAsString();
+std::string ServerStateMachine::Snapshot(consensus::LogIndex* index) {
+  // The store's dump is taken at one backend snapshot while applies go on; the membership
+  // is the one in force at that index: read before and after, it must not have changed
+  // (membership changes are rare: try again if one slipped in).
+  for (;;) {
+    const serverpb::Membership before = membership();
+    serverpb::StateSnapshot snap;
+    kv::StringSnapshotSink sink;
+    auto info = store_->WriteSnapshot(sink);
+    SYNOD_ASSERT(info.ok(), "cannot take a snapshot of the key-value store");
+    const serverpb::Membership after = membership();
+    if (before.applied_index() != after.applied_index() ||
+        after.applied_index() > info.value().applied_index) {
+      continue;
+    }
+    snap.set_kv(std::move(sink.mutable_data()));
+    *snap.mutable_membership() = after;
+    *index = info.value().applied_index;
+    return snap.SerializeAsString();
+  }
 }
 
 Status ServerStateMachine::Restore(const std::string& data, consensus::LogIndex index) {

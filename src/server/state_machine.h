@@ -31,7 +31,7 @@ class ServerStateMachine final : public runtime::StateMachine {
 
   std::string Apply(const consensuspb::Entry& entry) override;
   consensus::LogIndex AppliedIndex() const override;
-  std::string Snapshot() override;
+  std::string Snapshot(consensus::LogIndex* index) override;
   Status Restore(const std::string& data, consensus::LogIndex index) override;
 
   serverpb::Membership membership() const;

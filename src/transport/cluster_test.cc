@@ -33,8 +33,9 @@ class RecordingStateMachine : public StateMachine {
     std::lock_guard lock(mu_);
     return applied_;
   }
-  std::string Snapshot() override {
+  std::string Snapshot(consensus::LogIndex* index) override {
     std::lock_guard lock(mu_);
+    *index = applied_;
     std::string out;
     for (const auto& c : commands_) out += c + "\n";
     return out;
