@@ -54,9 +54,16 @@ Status ErrLeaseTTLTooLarge() { return Make(msg::kLeaseTTLTooLarge); }
 Status ErrRequestTooLarge() { return Make(msg::kRequestTooLarge); }
 Status ErrCorrupt() { return Make(msg::kCorrupt); }
 Status ErrNotPrimary() { return Make(msg::kNotPrimary); }
+Status ErrRangeTooLarge(uint64_t bytes_max) {
+  return Status(Code::kTooLarge, std::string(msg::kRangeTooLarge) + ": more than " +
+                                     std::to_string(bytes_max) +
+                                     " bytes of keys and values; ask for fewer with a limit "
+                                     "and continue from the last key");
+}
 
 GrpcCode GrpcCodeOf(const Status& status) {
   if (status.ok()) return GrpcCode::kOk;
+  if (status.message().starts_with(msg::kRangeTooLarge)) return GrpcCode::kResourceExhausted;
   for (const auto& row : kErrors) {
     if (row.message == status.message()) return row.grpc;
   }

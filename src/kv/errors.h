@@ -31,6 +31,8 @@ inline constexpr std::string_view kLeaseTTLTooLarge = "etcdserver: too large lea
 inline constexpr std::string_view kRequestTooLarge = "etcdserver: request is too large";
 inline constexpr std::string_view kCorrupt = "etcdserver: corrupt cluster";
 inline constexpr std::string_view kNotPrimary = "etcdserver: not leader";
+// synod's own (etcd has no bound): the start of ErrRangeTooLarge's message.
+inline constexpr std::string_view kRangeTooLarge = "synod: range response too large";
 }  // namespace msg
 
 Status ErrEmptyKey();
@@ -49,6 +51,10 @@ Status ErrRequestTooLarge();
 Status ErrCorrupt();
 // A lease operation that only the primary lessor (the leader) serves: keep-alive.
 Status ErrNotPrimary();
+// A Range whose response would hold more than `bytes_max` key and value bytes
+// (StoreOptions::range_bytes_max): refused rather than built, so that one request cannot
+// exhaust the member's memory. gRPC code RESOURCE_EXHAUSTED.
+Status ErrRangeTooLarge(uint64_t bytes_max);
 
 // gRPC status codes, by number (grpc/status.h's grpc::StatusCode), so that kv needs no gRPC.
 enum class GrpcCode : int {

@@ -278,7 +278,8 @@ Result<kvpb::RangeResponse> Store::Range(const kvpb::RangeRequest& request) cons
   auto view = TakeView();
   if (!view.ok()) return view.status();
   const View& v = view.value();
-  return ExecuteRange(ReadSource{v.reader.get(), nullptr, v.revision}, v.compact_revision, request);
+  return ExecuteRange(ReadSource{v.reader.get(), nullptr, v.revision}, v.compact_revision, request,
+                      options_.range_bytes_max);
 }
 
 int64_t Store::Revision() const {

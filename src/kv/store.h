@@ -56,6 +56,10 @@ struct StoreOptions {
   int64_t lease_ttl_min_s = 2;
   // The longest TTL accepted (etcd's MaxLeaseTTL).
   int64_t lease_ttl_max_s = 9000000000;
+  // The most key and value bytes one Range response (outside a txn) holds in memory;
+  // past it the Range fails with ErrRangeTooLarge. etcd has no bound (and can run out of
+  // memory on a huge range). 0: no bound.
+  uint64_t range_bytes_max = 512ull << 20;
   // fsync every applied batch. Off by default: the WAL is the durability point.
   bool sync = false;
 };

@@ -60,13 +60,17 @@ Result<std::optional<keys::Record>> GetHistory(const BackendReader& reader, std:
 struct RangeKeysResult {
   std::vector<kvpb::KeyValue> kvs;
   int64_t count = 0;
+  uint64_t bytes = 0;      // key and value bytes in kvs
+  uint64_t bytes_max = 0;  // past it the range fails with ErrRangeTooLarge (0: no bound)
 };
+// `bytes_max`: the most key and value bytes the result may hold (0: no bound).
 Result<RangeKeysResult> RangeKeys(const ReadSource& source, const KeyRange& range, int64_t revision,
-                                  int64_t limit, bool count_only);
+                                  int64_t limit, bool count_only, uint64_t bytes_max = 0);
 
 // etcd's executeRange on top of RangeKeys: revision checks, filters, sort, limit, keys_only.
+// `bytes_max`: the most key and value bytes the response may hold (0: no bound).
 Result<kvpb::RangeResponse> ExecuteRange(const ReadSource& source, int64_t compact_revision,
-                                         const kvpb::RangeRequest& request);
+                                         const kvpb::RangeRequest& request, uint64_t bytes_max = 0);
 
 // The write side of one applied entry: etcd's storeTxnWrite. Changes accumulate in a
 // backend batch and in the overlay (so later operations of a txn read them); the revision

@@ -38,6 +38,32 @@ TEST(KvLimits, KeysAndValuesHaveTheirOwnBounds) {
   EXPECT_EQ(s.ApplyStatus(TxnReq(t)).message(), "etcdserver: request is too large");
 }
 
+// One Range may not build an arbitrarily large response (etcd's OOM on huge ranges):
+// past range_bytes_max of keys and values it is refused, and a limit makes it fit.
+TEST(KvLimits, ARangeLargerThanItsBoundIsRefusedNotBuilt) {
+  TestStore s(StoreOptions{.range_bytes_max = 500});
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(s.ApplyStatus(PutReq("k" + std::to_string(i), std::string(98, 'v'))).ok());
+  }
+  kvpb::RangeRequest all = RangeReq("k", "l").range();
+  auto refused = s->Range(all);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(refused.status().message().starts_with("synod: range response too large"));
+  EXPECT_EQ(GrpcCodeOf(refused.status()), GrpcCode::kResourceExhausted);
+  all.set_revision(5);  // the past too: keys k0..k3 are 400 bytes, within the bound
+  EXPECT_TRUE(s->Range(all).ok());
+  all.set_revision(0);
+  all.set_limit(4);
+  auto page = s->Range(all);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page.value().kvs_size(), 4);
+  EXPECT_TRUE(page.value().more());
+  EXPECT_EQ(page.value().count(), 10);
+  all.set_limit(0);
+  all.set_count_only(true);  // counting holds nothing
+  EXPECT_TRUE(s->Range(all).ok());
+}
+
 TEST(KvLimits, QuotaCostFollowsEtcd) {
   EXPECT_EQ(Store::QuotaCost(PutReq("key", "value")), 256 + 3 + 5);
   EXPECT_EQ(Store::QuotaCost(GrantReq(1, 10)), 64);

@@ -12,13 +12,22 @@ Status CorruptEntry(std::string_view what, std::string_view key) {
                                        std::to_string(key.size()) + " bytes long");
 }
 
+// Counts the last key-value taken; false once the result holds more than it may.
+bool Account(RangeKeysResult* out) {
+  const kvpb::KeyValue& kv = out->kvs.back();
+  out->bytes += kv.key().size() + kv.value().size();
+  return out->bytes_max == 0 || out->bytes <= out->bytes_max;
+}
+
 // Live keys at the current revision: the current table merged with the overlay.
 Status RangeCurrent(const ReadSource& source, const KeyRange& range, int64_t limit, bool count_only,
                     RangeKeysResult* out) {
+  bool too_large = false;
   auto take = [&](std::string_view key, const keys::Record& record) {
     ++out->count;
     if (!count_only && (limit <= 0 || static_cast<int64_t>(out->kvs.size()) < limit)) {
       out->kvs.push_back(ToKeyValue(key, record));
+      too_large = too_large || !Account(out);
     }
   };
   const std::string lower = keys::Current(range.begin);
@@ -42,6 +51,7 @@ Status RangeCurrent(const ReadSource& source, const KeyRange& range, int64_t lim
       // The overlay decides this key (and hides the backend's version of it).
       if (db_valid && std::string_view(ov->first) == db_key) it->Next();
       if (ov->second.has_value()) take(ov->first, *ov->second);
+      if (too_large) return ErrRangeTooLarge(out->bytes_max);
       ++ov;
       continue;
     }
@@ -50,6 +60,7 @@ Status RangeCurrent(const ReadSource& source, const KeyRange& range, int64_t lim
     } else {
       if (!keys::DecodeRecord(it->value(), &record)) return CorruptEntry("current", db_key);
       take(db_key, record);
+      if (too_large) return ErrRangeTooLarge(out->bytes_max);
     }
     it->Next();
   }
@@ -88,6 +99,7 @@ Status RangeHistory(const BackendReader& reader, const KeyRange& range, int64_t 
           return CorruptEntry("history", it->key());
         }
         out->kvs.push_back(ToKeyValue(key, record));
+        if (!Account(out)) return ErrRangeTooLarge(out->bytes_max);
       }
     }
     // On to the next key: one step usually gets there (a key with a single version).
@@ -162,8 +174,9 @@ Result<std::optional<keys::Record>> GetHistory(const BackendReader& reader, std:
 }
 
 Result<RangeKeysResult> RangeKeys(const ReadSource& source, const KeyRange& range, int64_t revision,
-                                  int64_t limit, bool count_only) {
+                                  int64_t limit, bool count_only, uint64_t bytes_max) {
   RangeKeysResult out;
+  out.bytes_max = bytes_max;
   const bool current = revision <= 0 || revision == source.current_revision;
   if (range.single) {
     auto record = current ? GetCurrent(source, range.begin)
@@ -183,7 +196,7 @@ Result<RangeKeysResult> RangeKeys(const ReadSource& source, const KeyRange& rang
 }
 
 Result<kvpb::RangeResponse> ExecuteRange(const ReadSource& source, int64_t compact_revision,
-                                         const kvpb::RangeRequest& r) {
+                                         const kvpb::RangeRequest& r, uint64_t bytes_max) {
   // mvcc's rangeKeys checks, in its order.
   if (r.revision() > source.current_revision) return ErrFutureRev();
   if (r.revision() > 0 && r.revision() < compact_revision) return ErrCompacted();
@@ -196,7 +209,7 @@ Result<kvpb::RangeResponse> ExecuteRange(const ReadSource& source, int64_t compa
   if (limit > 0) ++limit;  // one extra for `more`
 
   auto rr = RangeKeys(source, KeyRange::Make(r.key(), r.range_end()), r.revision(), limit,
-                      r.count_only());
+                      r.count_only(), bytes_max);
   if (!rr.ok()) return rr.status();
   std::vector<kvpb::KeyValue>& kvs = rr.value().kvs;
 

@@ -32,6 +32,8 @@ struct ServerConfig {
   // synod's own.
   std::string consensus = "raft";  // or "multi-paxos"
   bool auto_promote_learners = false;
+  // The most key and value bytes one Range response holds (past it: RESOURCE_EXHAUSTED).
+  uint64_t max_range_bytes = 512ull << 20;
 };
 
 // A parsed URL of the forms etcd accepts: http://host:port or unix://path.

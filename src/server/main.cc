@@ -182,6 +182,10 @@ int main(int argc, char** argv) {
   app.add_option("--consensus", config.consensus,
                  "synod: the consensus engine of a new cluster, 'raft' or 'multi-paxos'")
       ->envname("SYNOD_CONSENSUS");
+  app.add_option("--max-range-bytes", config.max_range_bytes,
+                 "synod: the most key and value bytes one Range response may hold (0: no "
+                 "bound); a larger Range fails with RESOURCE_EXHAUSTED: paginate with a limit")
+      ->envname("SYNOD_MAX_RANGE_BYTES");
   app.add_flag("--auto-promote-learners", config.auto_promote_learners,
                "synod: promote a learner to voter once it has caught up with the leader")
       ->envname("SYNOD_AUTO_PROMOTE_LEARNERS");

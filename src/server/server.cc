@@ -107,6 +107,7 @@ Status Server::Open() {
   store_options.key_bytes_max = config_.max_request_bytes;
   store_options.value_bytes_max = config_.max_request_bytes;
   store_options.txn_ops_max = config_.max_txn_ops;
+  store_options.range_bytes_max = config_.max_range_bytes;
   if (config_.quota_backend_bytes > 0) store_options.quota_bytes = config_.quota_backend_bytes;
   // etcd's minimum lease TTL: ceil(1.5 * election timeout) seconds.
   store_options.lease_ttl_min_s = (3 * config_.election_timeout_ms + 1999) / 2000;
