@@ -133,7 +133,8 @@ void Server::AutoPromoteLearners(const runtime::NodeStatus& status) {
   const serverpb::Membership m = state_->membership();
   for (const auto& [id, peer] : status.engine.peers) {
     if (!peer.learner) continue;
-    if (peer.match + 1000 < status.engine.last_index) continue;  // still catching up
+    // Not yet in sync (the engine's rule: it has acknowledged, and is close behind).
+    if (peer.match == 0 || peer.match + 1000 < status.engine.last_index) continue;
     consensuspb::ConfChange change;
     change.set_type(consensuspb::CONF_ADD_VOTER);
     change.set_node_id(id);
