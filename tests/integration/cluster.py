@@ -16,14 +16,13 @@ The suite runs a private copy of the synod binary, taken when the first member s
 other builds may relink build/src/server/synod while the suite runs, and every member
 and every restart must run the same server.
 
-Processes never outlive the test run: every child gets PR_SET_PDEATHSIG (SIGKILL when
+Processes never outlive the test run: every child gets PR_SET_PDEATHSIG (via setpriv; SIGKILL when
 the test process dies, however it dies), runs in its own session (so it can be killed
 with everything it started), and is killed at exit if still running.
 """
 
 import atexit
 import contextlib
-import ctypes
 import json
 import os
 import shlex
@@ -102,20 +101,18 @@ def require_tools():
 
 _live = set()
 _live_lock = threading.Lock()
-_libc = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG = 1
-
-
-def _child_setup():
-    # Runs in the child between fork and exec. The parent-death signal fires when the
-    # thread that forked dies: the harness forks from the main thread only.
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def spawn(argv, stdout, stderr, stdin=subprocess.DEVNULL, env=None, text=None):
-    """Starts a process that cannot outlive the tests (see the module comment)."""
-    proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env,
-                            text=text, preexec_fn=_child_setup, start_new_session=True)
+    """Starts a process that cannot outlive the tests (see the module comment).
+
+    The parent-death signal is set by util-linux's setpriv, which then execs the program
+    (same pid). Not by a preexec_fn: that forces a real fork(), whose atfork handlers in
+    gRPC's Python library can hang or abort while gRPC threads are busy in this process;
+    without one, Python spawns with vfork and runs no handlers."""
+    proc = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--"] + list(argv), stdin=stdin,
+                            stdout=stdout, stderr=stderr, env=env, text=text,
+                            start_new_session=True)
     with _live_lock:
         _live.add(proc)
     return proc

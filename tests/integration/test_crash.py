@@ -25,12 +25,13 @@ The op in flight when the member dies has an unknown outcome: it is resolved fro
 revision after the restart and counted separately (applied / not applied).
 
 The gRPC work (writer, checks) runs in a helper process, the "agent" (this file run with
---agent), that never forks. The test process forks for every member restart and etcdctl
-call (the harness spawns with a preexec_fn, so with fork(), which runs pthread_atfork
-handlers), and Debian's gRPC Python 1.51 runs fork handlers that hung this loop (the
-pre-fork handler joining the executor thread, cf. grpc/grpc#38251) or aborted it
-("thread_pool.cc: assertion failed: state_ == State::kRunning") when the test process
-forked while its own gRPC threads were busy. The agent keeps the model of what was
+--agent), that never forks. The test process starts a process for every member restart
+and etcdctl call; when the harness used a real fork() for that, Debian's gRPC Python 1.51
+ran fork handlers that hung this loop (the pre-fork handler joining the executor thread,
+cf. grpc/grpc#38251) or aborted it ("thread_pool.cc: assertion failed: state_ ==
+State::kRunning") whenever the test process forked while its own gRPC threads were busy.
+The harness now spawns without fork handlers (cluster.spawn), and the agent keeps the
+test independent of that. The agent keeps the model of what was
 acknowledged; the test process drives the loop, kills and restarts members, and keeps the
 journal.
 
