@@ -1,6 +1,7 @@
 #include "server/forward.h"
 
 #include "server/server.h"
+#include "server/server_internal.h"
 #include "server/services.h"
 
 namespace synod::server {
@@ -35,6 +36,10 @@ std::vector<uint64_t> ForwardClient::peers() const {
 
 std::shared_ptr<serverpb::Forward::Stub> ForwardClient::StubFor(uint64_t to) {
   std::lock_guard lock(mu_);
+  return StubForLocked(to);
+}
+
+std::shared_ptr<serverpb::Forward::Stub> ForwardClient::StubForLocked(uint64_t to) {
   auto it = stubs_.find(to);
   if (it != stubs_.end()) return it->second;
   auto p = peers_.find(to);
@@ -79,13 +84,13 @@ constexpr size_t kBatchRequestsMax = 512;
 // next); one that failed on the way may have been applied, and must not be.
 serverpb::Outcome FailedCall(const grpc::Status& status) {
   if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-    return ErrorOutcome(grpc::StatusCode::UNAVAILABLE, "etcdserver: request timed out");
+    return ErrorOutcome(grpc::StatusCode::UNAVAILABLE, kTimeout);
   }
   const std::string& m = status.error_message();
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
       (m.find("failed to connect") != std::string::npos ||
        m.find("Connection refused") != std::string::npos)) {
-    return ErrorOutcome(grpc::StatusCode::UNAVAILABLE, "etcdserver: leader changed");
+    return ErrorOutcome(grpc::StatusCode::UNAVAILABLE, kLeaderChanged);
   }
   return ErrorOutcome(grpc::StatusCode::UNAVAILABLE,
                       "etcdserver: request timed out, possibly due to connection lost");
@@ -98,7 +103,7 @@ void ForwardClient::Call(uint64_t to, const serverpb::ForwardRequest& request,
                          std::function<void(serverpb::Outcome)> done) {
   std::lock_guard lock(mu_);
   if (peers_.find(to) == peers_.end()) {
-    done(ErrorOutcome(grpc::StatusCode::UNAVAILABLE, "etcdserver: leader changed"));
+    done(ErrorOutcome(grpc::StatusCode::UNAVAILABLE, kLeaderChanged));
     return;
   }
   Queue& queue = queues_[to];
@@ -109,17 +114,8 @@ void ForwardClient::Call(uint64_t to, const serverpb::ForwardRequest& request,
 
 void ForwardClient::SendBatchLocked(uint64_t to, Queue* queue, std::chrono::milliseconds timeout) {
   if (queue->requests.empty() || stopping_) return;
-  std::shared_ptr<serverpb::Forward::Stub> stub;
-  if (auto it = stubs_.find(to); it != stubs_.end()) {
-    stub = it->second;
-  } else {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(-1);
-    args.SetMaxSendMessageSize(-1);
-    stub = serverpb::Forward::NewStub(
-        grpc::CreateCustomChannel(peers_.at(to), grpc::InsecureChannelCredentials(), args));
-    stubs_[to] = stub;
-  }
+  std::shared_ptr<serverpb::Forward::Stub> stub = StubForLocked(to);
+  if (stub == nullptr) return;  // removed meanwhile: the queued requests time out
   struct Batch {
     grpc::ClientContext context;
     serverpb::ForwardBatch request;
@@ -164,17 +160,6 @@ namespace {
 class ForwardService final : public serverpb::Forward::CallbackService {
  public:
   explicit ForwardService(Server* server) : server_(server) {}
-
-  grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context,
-                                    const serverpb::ForwardRequest* request,
-                                    serverpb::Outcome* response) override {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    server_->ServeForwarded(*request, [reactor, response](serverpb::Outcome outcome) {
-      *response = std::move(outcome);
-      reactor->Finish(grpc::Status::OK);
-    });
-    return reactor;
-  }
 
   grpc::ServerUnaryReactor* ForwardMany(grpc::CallbackServerContext* context,
                                         const serverpb::ForwardBatch* request,

@@ -48,6 +48,7 @@ class ForwardClient {
     int in_flight = 0;
   };
   std::shared_ptr<serverpb::Forward::Stub> StubFor(uint64_t to);
+  std::shared_ptr<serverpb::Forward::Stub> StubForLocked(uint64_t to);  // mu_ held
   void SendBatchLocked(uint64_t to, Queue* queue, std::chrono::milliseconds timeout);
 
   mutable std::mutex mu_;

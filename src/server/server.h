@@ -138,6 +138,9 @@ class Server {
   // (no leader yet, leader changed) if `retry`; answers "request timed out" if nothing
   // answered within RequestTimeout().
   void Attempt(std::function<void(OutcomeCallback)> attempt, bool retry, OutcomeCallback done);
+  // Served by the leader, wherever it is: attempts (retried while there is no leader)
+  // of ServeOnce with forwarding.
+  void ServeAnywhere(std::shared_ptr<serverpb::ForwardRequest> request, OutcomeCallback done);
   // One attempt: served here if this member leads, else forwarded (if `forward`).
   void ServeOnce(const std::shared_ptr<const serverpb::ForwardRequest>& request, bool forward,
                  OutcomeCallback done);

@@ -112,32 +112,34 @@ uint64_t Server::LeaderId() const { return node_->Leader(); }
 // ---------------------------------------------------------------------------------
 // Proposals
 
+void Server::ServeAnywhere(std::shared_ptr<serverpb::ForwardRequest> request,
+                           OutcomeCallback done) {
+  Attempt([this, request](OutcomeCallback cb) { ServeOnce(request, /*forward=*/true, cb); },
+          /*retry=*/true, std::move(done));
+}
+
 void Server::Propose(serverpb::Command command, OutcomeCallback done) {
   auto request = std::make_shared<serverpb::ForwardRequest>();
   *request->mutable_command() = std::move(command);
-  Attempt([this, request](OutcomeCallback cb) { ServeOnce(request, /*forward=*/true, cb); },
-          /*retry=*/true, std::move(done));
+  ServeAnywhere(std::move(request), std::move(done));
 }
 
 void Server::ProposeConfChange(consensuspb::ConfChange change, OutcomeCallback done) {
   auto request = std::make_shared<serverpb::ForwardRequest>();
   *request->mutable_conf_change() = std::move(change);
-  Attempt([this, request](OutcomeCallback cb) { ServeOnce(request, /*forward=*/true, cb); },
-          /*retry=*/true, std::move(done));
+  ServeAnywhere(std::move(request), std::move(done));
 }
 
 void Server::LeaseKeepAlive(kvpb::LeaseKeepAliveRequest keep_alive, OutcomeCallback done) {
   auto request = std::make_shared<serverpb::ForwardRequest>();
   *request->mutable_keep_alive() = std::move(keep_alive);
-  Attempt([this, request](OutcomeCallback cb) { ServeOnce(request, /*forward=*/true, cb); },
-          /*retry=*/true, std::move(done));
+  ServeAnywhere(std::move(request), std::move(done));
 }
 
 void Server::LeaseTimeToLive(kvpb::LeaseTimeToLiveRequest time_to_live, OutcomeCallback done) {
   auto request = std::make_shared<serverpb::ForwardRequest>();
   *request->mutable_time_to_live() = std::move(time_to_live);
-  Attempt([this, request](OutcomeCallback cb) { ServeOnce(request, /*forward=*/true, cb); },
-          /*retry=*/true, std::move(done));
+  ServeAnywhere(std::move(request), std::move(done));
 }
 
 void Server::ServeForwarded(serverpb::ForwardRequest request, OutcomeCallback done) {
