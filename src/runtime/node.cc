@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "base/assert.h"
+#include "base/thread_name.h"
 #include "consensus/paxos/paxos.h"
 #include "consensus/raft/raft.h"
 #include "storage/crc32c.h"
@@ -102,8 +103,14 @@ Status Node::Start(NodeOptions options, StateMachine* state, Transport* transpor
                    std::unique_ptr<Node>* node) {
   std::unique_ptr<Node> n(new Node(std::move(options), state, transport));
   if (Status s = n->Open(); !s.ok()) return s;
-  n->persist_thread_ = std::thread([p = n.get()] { p->PersistLoop(); });
-  n->loop_thread_ = std::thread([p = n.get()] { p->Loop(); });
+  n->persist_thread_ = std::thread([p = n.get()] {
+    NameThisThread("synod-persist");
+    p->PersistLoop();
+  });
+  n->loop_thread_ = std::thread([p = n.get()] {
+    NameThisThread("synod-loop");
+    p->Loop();
+  });
   *node = std::move(n);
   return Status::Ok();
 }
@@ -448,6 +455,7 @@ void Node::MaybeSnapshot() {
   snapshotting_ = true;
   JoinSnapshotThread();
   snapshot_thread_ = std::thread([this] {
+    NameThisThread("synod-snapshot");
     LogIndex index = 0;
     std::string data = state_->Snapshot(&index);
     Post([this, data = std::move(data), index]() mutable { CompactTo(std::move(data), index); });
@@ -466,6 +474,7 @@ void Node::CompactTo(std::string data, LogIndex index) {
   *snap.mutable_metadata() = meta.value();
   JoinSnapshotThread();  // the thread that took the copy has finished
   snapshot_thread_ = std::thread([this, snap = std::move(snap)] {
+    NameThisThread("synod-snapshot");
     if (Status s = WriteSnapshotFile(snap); !s.ok()) {
       Post([this] { snapshotting_ = false; });  // try again later
       return;

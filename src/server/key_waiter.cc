@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "base/thread_name.h"
 #include "kv/errors.h"
 
 namespace synod::server {
@@ -173,7 +174,10 @@ struct KeyWaiter::ObserveSub final : Sub {
 
 KeyWaiter::KeyWaiter(const kv::Store* store, KeyWaiterOptions options)
     : store_(store), options_(options) {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("synod-key-wait");
+    Loop();
+  });
 }
 
 KeyWaiter::~KeyWaiter() {
@@ -188,6 +192,9 @@ KeyWaiter::~KeyWaiter() {
 void KeyWaiter::Notify() {
   {
     std::lock_guard lock(mu_);
+    // With nobody waiting there is nothing to move on, and no reason to wake the thread
+    // for every write: a new waiter begins from the store as it is then (Step).
+    if (active_.empty() && incoming_.empty()) return;
     notified_ = true;
   }
   cv_.notify_one();

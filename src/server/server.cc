@@ -9,6 +9,7 @@
 #include <grpcpp/impl/codegen/service_type.h>
 
 #include "base/assert.h"
+#include "base/thread_name.h"
 #include "kv/errors.h"
 #include "kv/rocksdb_backend.h"
 #include "server/forward.h"
@@ -182,7 +183,10 @@ Status Server::Open() {
   node_ptr_.store(node_.get());
 
   if (Status s = StartClientServer(); !s.ok()) return s;
-  lessor_thread_ = std::thread([this] { LessorLoop(); });
+  lessor_thread_ = std::thread([this] {
+    NameThisThread("synod-lessor");
+    LessorLoop();
+  });
   return Status::Ok();
 }
 

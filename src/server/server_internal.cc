@@ -1,8 +1,14 @@
 #include "server/server_internal.h"
 
+#include "base/thread_name.h"
+
 namespace synod::server {
 
-Timers::Timers() : thread_([this] { Run(); }) {}
+Timers::Timers()
+    : thread_([this] {
+        NameThisThread("synod-timers");
+        Run();
+      }) {}
 
 Timers::~Timers() {
   {
@@ -54,7 +60,12 @@ void Timers::Run() {
 }
 
 Executor::Executor(int threads) {
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this] {
+      NameThisThread("synod-readers");
+      Loop();
+    });
+  }
 }
 
 Executor::~Executor() {

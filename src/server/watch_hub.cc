@@ -10,6 +10,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "base/assert.h"
+#include "base/thread_name.h"
 #include "etcd/etcdserverpb/rpc.grpc.pb.h"
 #include "kv/errors.h"
 #include "server/log.h"
@@ -146,7 +147,10 @@ WatchHub::WatchHub(const kv::Store* store, HeaderFiller fill_header, WatchHubOpt
       options_(options),
       tail_(std::make_unique<Tail>()) {
   tail_->Reset(store_->Revision() + 1);
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("synod-watch-hub");
+    Run();
+  });
 }
 
 WatchHub::~WatchHub() { Stop(); }
@@ -154,6 +158,12 @@ WatchHub::~WatchHub() { Stop(); }
 void WatchHub::Notify(int64_t /*revision*/) {
   {
     std::lock_guard lock(mu_);
+    if (streams_.empty()) {
+      // Nobody watches: the thread sleeps through the writes, and the tail starts again
+      // at the next round (a watcher older than that reads the store, as any behind it).
+      tail_stale_ = true;
+      return;
+    }
     revision_changed_ = true;
   }
   cv_.notify_one();
@@ -181,9 +191,10 @@ void WatchHub::Run() {
       }
     }
     ready_.clear();
+    const bool tail_stale = std::exchange(tail_stale_, false);
     lock.unlock();
 
-    const Round round = StartRound();
+    const Round round = StartRound(tail_stale);
     for (const auto& s : work) {
       if (tick) Tick(*s);
       Service(*s, round);
@@ -195,10 +206,11 @@ void WatchHub::Run() {
   }
 }
 
-WatchHub::Round WatchHub::StartRound() {
+WatchHub::Round WatchHub::StartRound(bool tail_stale) {
   Round round;
   const int64_t revision = store_->Revision();
   round.compact_revision = store_->CompactRevision();
+  if (tail_stale) tail_->Reset(revision + 1);
   round.tail_behind = RefillTail(revision);
   round.frontier = tail_->next_rev - 1;
   return round;

@@ -136,7 +136,8 @@ class WatchHub {
   struct Tail;
 
   void Run();
-  Round StartRound();
+  // tail_stale: writes happened while nobody watched; the tail starts again at the head.
+  Round StartRound(bool tail_stale);
   bool RefillTail(int64_t revision);
   void Tick(WatchStream& s);
   void Service(WatchStream& s, const Round& round);
@@ -164,7 +165,8 @@ class WatchHub {
   std::set<uint64_t> ready_;                                  // streams to visit
   uint64_t next_stream_id_ = 1;
   bool revision_changed_ = false;
-  bool again_ = false;  // the tail is behind the store: another round at once
+  bool tail_stale_ = false;  // writes came while no stream was open (Notify)
+  bool again_ = false;       // the tail is behind the store: another round at once
   bool stopping_ = false;
 
   // The hub thread's own.

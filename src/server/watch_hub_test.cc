@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kv/kv_test_util.h"
@@ -226,6 +227,24 @@ TEST_F(WatchHubTest, CreatedCarriesTheCurrentRevisionAndOnlyLaterEventsFollow) {
   Put("b", "1");       // 4: another key
   Apply(DelReq("a"));  // 5
   EXPECT_EQ(c.NextLine(), "wid=0 hdr=5 [DEL a= @5]");
+  EXPECT_TRUE(c.Quiet());
+}
+
+// With no stream open the hub does not follow the writes (no history reads, no wake-ups);
+// a watcher that comes later still gets every event from its start revision, and new ones.
+TEST_F(WatchHubTest, WritesWithNobodyWatchingCostNothingAndAreNotMissedLater) {
+  Start();
+  for (int i = 1; i <= 50; ++i) Put("k", std::to_string(i));  // revisions 2..51
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(hub_->Stats().tail_reads, 0u);
+  EXPECT_EQ(hub_->Stats().store_reads, 0u);
+
+  Client c(*hub_);
+  c.Create("k", "", /*start=*/50);
+  EXPECT_EQ(c.NextLine(), "wid=0 created hdr=51");
+  EXPECT_EQ(c.NextLine(), "wid=0 hdr=51 [PUT k=49 @50] [PUT k=50 @51]");
+  Put("k", "51");  // 52
+  EXPECT_EQ(c.NextLine(), "wid=0 hdr=52 [PUT k=51 @52]");
   EXPECT_TRUE(c.Quiet());
 }
 

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "base/assert.h"
+#include "base/thread_name.h"
 #include "storage/wal_format.h"
 
 namespace synod::storage {
@@ -98,7 +99,10 @@ Status Wal::Open(const std::string& dir, WalOptions options, std::unique_ptr<Wal
       std::fprintf(stderr, "%s\n", message.c_str());
     }
   }
-  opened->thread_ = std::thread([w = opened.get()] { w->Run(); });
+  opened->thread_ = std::thread([w = opened.get()] {
+    NameThisThread("synod-wal");
+    w->Run();
+  });
   *recovered = std::move(recovery.recovered);
   *wal = std::move(opened);
   return Status::Ok();

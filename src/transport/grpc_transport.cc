@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/thread_name.h"
 #include "synod/peer.grpc.pb.h"
 
 namespace synod::transport {
@@ -34,7 +35,10 @@ class GrpcTransport::PeerLink {
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
     channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
     stub_ = v1::Peer::NewStub(channel_);
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this] {
+      NameThisThread("synod-peer-send");
+      Run();
+    });
   }
 
   ~PeerLink() { Stop(); }
