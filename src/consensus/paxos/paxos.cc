@@ -157,9 +157,9 @@ Result<ProposalId> Paxos::AppendProposal(pb::EntryType type, std::string data) {
 // Ready / Advance.
 
 bool Paxos::HasReady() const {
-  return broadcast_pending_ || commit_broadcast_pending_ || !msgs_.empty() ||
-         snapshot_to_install_.has_value() || log_.HasUnstable() || log_.HasCommittedToApply() ||
-         !read_states_.empty() || HardStateChanged();
+  return broadcast_pending_ || commit_broadcast_pending_ || read_heartbeat_pending_ ||
+         !msgs_.empty() || snapshot_to_install_.has_value() || log_.HasUnstable() ||
+         log_.HasCommittedToApply() || !read_states_.empty() || HardStateChanged();
 }
 
 Ready Paxos::TakeReady() {
@@ -168,7 +168,8 @@ Ready Paxos::TakeReady() {
     // Batching: every proposal since the last Ready leaves in one accept per acceptor.
     BroadcastAccept(/*allow_empty=*/commit_broadcast_pending_);
   }
-  broadcast_pending_ = commit_broadcast_pending_ = false;
+  if (role_ == Role::kLeader && read_heartbeat_pending_) BroadcastHeartbeat();
+  broadcast_pending_ = commit_broadcast_pending_ = read_heartbeat_pending_ = false;
 
   Ready rd;
   rd.snapshot = std::move(snapshot_to_install_);

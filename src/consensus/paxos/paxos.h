@@ -197,6 +197,9 @@ class Paxos final : public Engine {
   uint64_t uncommitted_bytes_ = 0;
   bool broadcast_pending_ = false;
   bool commit_broadcast_pending_ = false;
+  // Reads wait for a heartbeat round: one round at the next Ready serves every read
+  // registered until then (not one round per read).
+  bool read_heartbeat_pending_ = false;
 
   // Membership: the configuration at the snapshot, and each configuration entry in the
   // log by slot (chosen or not; only chosen ones govern slots a leader proposes).

@@ -43,7 +43,8 @@ void Paxos::ServeRead(uint64_t request_id, NodeId requester) {
   read.acks.insert(cfg_.id);
   pending_reads_.push_back(std::move(read));
   OnReadAck(cfg_.id, read_seq_);  // a group of one confirms at once
-  if (!pending_reads_.empty()) BroadcastHeartbeat();
+  // TakeReady sends the round, for every read registered until then.
+  if (!pending_reads_.empty()) read_heartbeat_pending_ = true;
 }
 
 void Paxos::EmitRead(uint64_t request_id, NodeId requester, LogIndex index) {
@@ -87,6 +88,7 @@ void Paxos::DropPendingReads() {
   // Requests waiting here fail by timeout at the caller; they were never answered.
   pending_reads_.clear();
   reads_waiting_for_recovery_.clear();
+  read_heartbeat_pending_ = false;
 }
 
 }  // namespace synod::consensus::paxos

@@ -545,6 +545,20 @@ TEST(Paxos, AReadIsConfirmedByAQuorumBeforeItIsServed) {
   EXPECT_EQ(c.node(1).read_states[0].index, c.CommitOf(1));
 }
 
+// Reads that arrive together share one round: one heartbeat per acceptor, whose
+// acknowledgement confirms them all.
+TEST(Paxos, ReadsRegisteredBeforeOneReadyShareOneHeartbeatRound) {
+  Cluster c(3);
+  c.ElectLeader(1);
+  ASSERT_TRUE(c.Propose(1, "x").ok());
+  c.Stabilize();
+  c.ClearSent();
+  for (uint64_t id = 100; id < 110; ++id) ASSERT_TRUE(c.raft(1).ReadIndex(id).ok());
+  c.Stabilize();
+  EXPECT_EQ(c.Sent(pb::MSG_HEARTBEAT, 1).size(), 2u) << "one heartbeat per acceptor";
+  EXPECT_EQ(c.node(1).read_states.size(), 10u);
+}
+
 TEST(Paxos, ANewLeaderServesReadsOnlyOnceRecoveryIsChosen) {
   Cluster c(3, NoStableLeader);
   c.ElectLeader(1);

@@ -247,9 +247,9 @@ Result<ProposalId> Raft::Propose(std::string data) {
 // Ready / Advance.
 
 bool Raft::HasReady() const {
-  return broadcast_pending_ || commit_broadcast_pending_ || !msgs_.empty() ||
-         snapshot_to_install_.has_value() || log_.HasUnstable() || log_.HasCommittedToApply() ||
-         !read_states_.empty() || HardStateChanged();
+  return broadcast_pending_ || commit_broadcast_pending_ || read_heartbeat_pending_ ||
+         !msgs_.empty() || snapshot_to_install_.has_value() || log_.HasUnstable() ||
+         log_.HasCommittedToApply() || !read_states_.empty() || HardStateChanged();
 }
 
 bool Raft::HardStateChanged() const {
@@ -263,7 +263,8 @@ Ready Raft::TakeReady() {
     // Batching: every proposal since the last Ready leaves in one append per follower.
     BroadcastAppend(/*allow_empty=*/commit_broadcast_pending_);
   }
-  broadcast_pending_ = commit_broadcast_pending_ = false;
+  if (role_ == Role::kLeader && read_heartbeat_pending_) BroadcastHeartbeat();
+  broadcast_pending_ = commit_broadcast_pending_ = read_heartbeat_pending_ = false;
 
   Ready rd;
   rd.snapshot = std::move(snapshot_to_install_);

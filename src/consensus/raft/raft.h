@@ -142,6 +142,9 @@ class Raft final : public Engine {
   uint64_t uncommitted_bytes_ = 0;
   bool broadcast_pending_ = false;         // new entries to send at the next Ready
   bool commit_broadcast_pending_ = false;  // the commit index rose: tell followers
+  // Reads wait for a heartbeat round: one round at the next Ready serves every read
+  // registered until then (not one round per read).
+  bool read_heartbeat_pending_ = false;
 
   // Membership: the configuration at the snapshot, and after each configuration entry
   // in the log (Raft uses the latest one in its log, committed or not: thesis §4.1).

@@ -4,7 +4,9 @@
 // still the leader by a round of heartbeats acknowledged by a quorum; a read served once
 // the state machine has applied the read index is linearizable. A new leader first
 // commits an entry of its own term (its no-op), since until then it may not know the
-// latest commit index.
+// latest commit index. The round is batched: every read registered before a Ready shares
+// the one heartbeat per follower that Ready sends (its context is the newest read's
+// sequence number, and an acknowledgement confirms every read up to it).
 //
 // Leader lease (§6.4.1, optional): members that heard from the leader do not vote for
 // another for an election timeout, so a leader that a quorum acknowledged within
@@ -54,7 +56,7 @@ void Raft::ServeRead(uint64_t request_id, NodeId requester) {
   read.index = log_.Committed();
   read.acks.insert(cfg_.id);
   pending_reads_.push_back(std::move(read));
-  BroadcastHeartbeat();
+  read_heartbeat_pending_ = true;  // TakeReady sends the round, for every read until then
 }
 
 void Raft::EmitRead(uint64_t request_id, NodeId requester, LogIndex index) {
@@ -109,6 +111,7 @@ void Raft::DropPendingReads() {
   // Requests waiting here fail by timeout at the caller; they were never answered.
   pending_reads_.clear();
   reads_waiting_for_commit_.clear();
+  read_heartbeat_pending_ = false;
 }
 
 }  // namespace synod::consensus::raft

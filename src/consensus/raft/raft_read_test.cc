@@ -52,6 +52,21 @@ TEST(RaftRead, OneAcknowledgementMakesAQuorumOfThree) {
   EXPECT_TRUE(HasRead(c, 1, 7));
 }
 
+// Reads that arrive together share one round: one heartbeat per follower, whose
+// acknowledgement confirms them all (a round per read would cost 2(n-1) messages each).
+TEST(RaftRead, ReadsRegisteredBeforeOneReadyShareOneHeartbeatRound) {
+  Cluster c(3);
+  c.ElectLeader(1);
+  ASSERT_TRUE(c.Propose(1, "x").ok());
+  c.Stabilize();
+  c.Isolate(3);
+  c.ClearSent();
+  for (uint64_t id = 100; id < 110; ++id) ASSERT_TRUE(c.raft(1).ReadIndex(id).ok());
+  c.Stabilize();
+  EXPECT_EQ(c.Sent(pb::MSG_HEARTBEAT, 1).size(), 2u) << "one heartbeat per follower";
+  for (uint64_t id = 100; id < 110; ++id) EXPECT_TRUE(HasRead(c, 1, id)) << id;
+}
+
 // Thesis §6.4: "If the leader has not yet marked an entry from its current term
 // committed, it waits until it has done so."
 TEST(RaftRead, ANewLeaderDefersReadsUntilItsNoOpCommits) {
