@@ -144,6 +144,8 @@ Status Server::Open() {
 
   timers_ = std::make_unique<Timers>();
   readers_ = std::make_unique<Executor>(2);
+  revision_waiters_ = std::make_unique<RevisionWaiters>();
+  revisions_.Subscribe([w = revision_waiters_.get()](int64_t revision) { w->Reached(revision); });
   OnMembership(state_->membership());
 
   // The member-to-member listener: consensus streams and forwarded requests.
@@ -233,6 +235,7 @@ Server::~Server() {
   // listener stops (in-flight calls get 2 s to finish); then the member stops.
   draining_.store(true);
   if (timers_) timers_->Drain();
+  if (revision_waiters_) revision_waiters_->ReleaseAll();
   for (auto& service : services_) {
     if (service) StopWatchService(service.get());  // ends watch streams: "server stopped"
   }

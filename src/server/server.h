@@ -48,6 +48,7 @@ class ServerStateMachine;
 class ForwardClient;
 class Timers;
 class Executor;
+class RevisionWaiters;
 
 // Tells listeners that the store's revision advanced (called after every apply that
 // changed it, on the apply thread). A listener must return at once: hand the work to
@@ -148,9 +149,6 @@ class Server {
   std::chrono::milliseconds RequestTimeout() const;
   // The store revision a write's response reports (0: none).
   static int64_t ResponseRevision(const kvpb::Response& response);
-  // Runs `then` once this member's store has reached `revision` (or at the deadline).
-  void WaitForRevision(int64_t revision, std::chrono::steady_clock::time_point deadline,
-                       std::function<void()> then);
   uint64_t LeaderId() const;
 
   // The leader's chores (server_lessor.cc): lease expiry, publishing this member,
@@ -176,6 +174,8 @@ class Server {
   std::unique_ptr<transport::PeerServer> peer_server_;
   std::unique_ptr<Timers> timers_;
   std::unique_ptr<Executor> readers_;  // serves reads off the apply thread
+  // Forwarded writes waiting for this member to apply them (woken by revisions_).
+  std::unique_ptr<RevisionWaiters> revision_waiters_;
   std::unique_ptr<runtime::Node> node_;
   std::atomic<runtime::Node*> node_ptr_{nullptr};  // for the peer listener's thread
   std::vector<std::unique_ptr<grpc::Service>> services_;

@@ -1,5 +1,8 @@
 #include "server/server_internal.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "base/thread_name.h"
 
 namespace synod::server {
@@ -57,6 +60,56 @@ void Timers::Run() {
     work();
     lock.lock();
   }
+}
+
+void RevisionWaiters::Wait(int64_t revision, Clock::time_point deadline,
+                           std::function<void()> then) {
+  {
+    std::lock_guard lock(mu_);
+    if (revision > reached_ && !released_) {
+      waiters_.emplace(revision, Waiter{deadline, std::move(then)});
+      return;
+    }
+  }
+  then();
+}
+
+void RevisionWaiters::Reached(int64_t revision) {
+  std::vector<std::function<void()>> ready;
+  {
+    std::lock_guard lock(mu_);
+    reached_ = std::max(reached_, revision);
+    auto end = waiters_.upper_bound(revision);
+    for (auto it = waiters_.begin(); it != end; ++it) ready.push_back(std::move(it->second.then));
+    waiters_.erase(waiters_.begin(), end);
+  }
+  for (auto& then : ready) then();
+}
+
+void RevisionWaiters::Expire(Clock::time_point now) {
+  std::vector<std::function<void()>> late;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (it->second.deadline > now) {
+        ++it;
+        continue;
+      }
+      late.push_back(std::move(it->second.then));
+      it = waiters_.erase(it);
+    }
+  }
+  for (auto& then : late) then();
+}
+
+void RevisionWaiters::ReleaseAll() {
+  std::multimap<int64_t, Waiter> all;
+  {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    all.swap(waiters_);
+  }
+  for (auto& [revision, waiter] : all) waiter.then();
 }
 
 Executor::Executor(int threads) {

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
@@ -37,6 +38,34 @@ class Timers {
   bool draining_ = false;
   bool stopping_ = false;
   std::thread thread_;
+};
+
+// Work that waits for this member's store to reach a revision: a follower answers a write
+// it forwarded once it has applied the write too. Woken by the apply loop (Reached), not
+// by polling; a waiter whose deadline passes runs anyway (Expire), as does every waiter
+// when the server stops (ReleaseAll).
+class RevisionWaiters {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // Runs `then` once: at once if `revision` was reached already, else on the thread that
+  // reaches it, or at Expire/ReleaseAll. `then` must be quick and must not block.
+  void Wait(int64_t revision, Clock::time_point deadline, std::function<void()> then);
+  // The store reached `revision` (after it applied it).
+  void Reached(int64_t revision);
+  // Runs the waiters whose deadline is before `now`.
+  void Expire(Clock::time_point now);
+  // Runs every waiter, and from now on runs new ones at once.
+  void ReleaseAll();
+
+ private:
+  struct Waiter {
+    Clock::time_point deadline;
+    std::function<void()> then;
+  };
+  std::mutex mu_;
+  int64_t reached_ = 0;
+  bool released_ = false;
+  std::multimap<int64_t, Waiter> waiters_;  // by revision
 };
 
 // A fixed pool of threads running queued work in order of arrival.

@@ -9,6 +9,7 @@
 #include "server/forward.h"
 #include "server/log.h"
 #include "server/server.h"
+#include "server/server_internal.h"
 #include "server/services.h"
 #include "server/state_machine.h"
 
@@ -36,6 +37,7 @@ void Server::LessorLoop() {
 }
 
 void Server::LessorStep() {
+  revision_waiters_->Expire(std::chrono::steady_clock::now());
   const runtime::NodeStatus status = node_->GetStatus();
   term_.store(status.engine.term, std::memory_order_relaxed);
   const bool leader = status.engine.role == consensus::Role::kLeader;

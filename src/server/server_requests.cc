@@ -245,10 +245,10 @@ void Server::Serve(kvpb::Request request, OutcomeCallback done) {
       done(std::move(outcome));
       return;
     }
-    WaitForRevision(revision, Clock::now() + RequestTimeout(),
-                    [outcome = std::move(outcome), done = std::move(done)]() mutable {
-                      done(std::move(outcome));
-                    });
+    revision_waiters_->Wait(revision, Clock::now() + RequestTimeout(),
+                            [outcome = std::move(outcome), done = std::move(done)]() mutable {
+                              done(std::move(outcome));
+                            });
   });
 }
 
@@ -267,18 +267,6 @@ int64_t Server::ResponseRevision(const kvpb::Response& response) {
     default:
       return 0;
   }
-}
-
-void Server::WaitForRevision(int64_t revision, Clock::time_point deadline,
-                             std::function<void()> then) {
-  if (store_->Revision() >= revision || Clock::now() >= deadline || draining_.load()) {
-    then();
-    return;
-  }
-  timers_->After(std::chrono::milliseconds(1),
-                 [this, revision, deadline, then = std::move(then)]() mutable {
-                   WaitForRevision(revision, deadline, std::move(then));
-                 });
 }
 
 void Server::ReadBarrier(OutcomeCallback done) {
