@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <string_view>
 
 #include "base/assert.h"
 #include "base/thread_name.h"
@@ -39,20 +40,24 @@ Status SyncDir(const std::string& dir) {
   return Status::Ok();
 }
 
-Status WriteFileDurably(const std::string& path, const std::string& bytes) {
+// Writes `pieces`, one after the other, as the file `path`: a temp file, fsync, rename,
+// fsync of the directory.
+Status WriteFileDurably(const std::string& path, const std::vector<std::string_view>& pieces) {
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) return Status(Code::kIoError, "create " + tmp + ": " + std::strerror(errno));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const Status s(Code::kIoError, "write " + tmp + ": " + std::strerror(errno));
-      ::close(fd);
-      return s;
+  for (std::string_view bytes : pieces) {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        const Status s(Code::kIoError, "write " + tmp + ": " + std::strerror(errno));
+        ::close(fd);
+        return s;
+      }
+      done += static_cast<size_t>(n);
     }
-    done += static_cast<size_t>(n);
   }
   if (::fsync(fd) != 0) {
     const Status s(Code::kIoError, "fsync " + tmp + ": " + std::strerror(errno));
@@ -494,12 +499,30 @@ void Node::JoinSnapshotThread() {
 
 Status Node::WriteSnapshotFile(const pb::Snapshot& snapshot) {
   const std::string dir = options_.data_dir + "/snap";
-  std::string body = snapshot.SerializeAsString();
-  const uint32_t crc = storage::Crc32c(0, body.data(), body.size());
-  std::string bytes(4, '\0');
-  std::memcpy(bytes.data(), &crc, 4);
-  bytes += body;
-  if (Status s = WriteFileDurably(SnapshotPath(dir, snapshot.metadata().index()), bytes); !s.ok())
+  // The file: the CRC-32C of the rest, then the serialized pb::Snapshot. The message is
+  // written field by field — the metadata, then the data field's tag and length, then the
+  // data straight from `snapshot` — so that the state (the whole store) is not copied to be
+  // written; the bytes are those SerializeAsString would give.
+  pb::Snapshot head;
+  *head.mutable_metadata() = snapshot.metadata();
+  const std::string meta = head.SerializeAsString();
+  std::string data_prefix;
+  if (!snapshot.data().empty()) {
+    data_prefix.push_back(static_cast<char>((pb::Snapshot::kDataFieldNumber << 3) | 2));
+    for (uint64_t n = snapshot.data().size();; n >>= 7) {  // varint
+      data_prefix.push_back(static_cast<char>((n & 0x7f) | (n >= 0x80 ? 0x80 : 0)));
+      if (n < 0x80) break;
+    }
+  }
+  uint32_t crc = storage::Crc32c(0, meta.data(), meta.size());
+  crc = storage::Crc32c(crc, data_prefix.data(), data_prefix.size());
+  crc = storage::Crc32c(crc, snapshot.data().data(), snapshot.data().size());
+  char crc_bytes[4];
+  std::memcpy(crc_bytes, &crc, 4);
+  if (Status s =
+          WriteFileDurably(SnapshotPath(dir, snapshot.metadata().index()),
+                           {std::string_view(crc_bytes, 4), meta, data_prefix, snapshot.data()});
+      !s.ok())
     return s;
   // Keep the newest two snapshot files.
   std::vector<std::string> names;

@@ -232,6 +232,26 @@ TEST(Node, AMemberFarBehindCatchesUpByASnapshot) {
   EXPECT_GE(c.state(3).restored(), 1);
 }
 
+// Every member restarts from its own snapshot file (written field by field, the state
+// straight from memory) and the log after it.
+TEST(Node, MembersRestartedFromTheirSnapshotFilesHaveEveryCommand) {
+  Cluster c(3, /*snapshot_entries=*/20);
+  ASSERT_NE(c.WaitForLeader(), 0u);
+  for (const auto& cmd : Numbered("s", 0, 50)) c.Put(cmd);
+  ASSERT_TRUE(c.WaitApplied(50));
+  for (NodeId id : {1, 2, 3}) c.Stop(id);
+  for (NodeId id : {1, 2, 3}) c.Start(id);
+  ASSERT_NE(c.WaitForLeader(), 0u);
+  c.Put("after-restart");
+  ASSERT_TRUE(c.WaitApplied(51));
+  auto expected = Numbered("s", 0, 50);
+  expected.push_back("after-restart");
+  for (NodeId id : {1, 2, 3}) {
+    EXPECT_EQ(c.state(id).Commands(), expected) << "member " << id;
+    EXPECT_GE(c.state(id).restored(), 1) << "member " << id << " did not load its snapshot";
+  }
+}
+
 TEST(Node, AReadIndexCompletesOnceTheReadIsSafe) {
   Cluster c(3);
   const NodeId leader = c.WaitForLeader();
