@@ -115,8 +115,18 @@ class RocksBackend final : public Backend {
       if (!s.ok()) return FromRocks(s, "batch");
     }
     rocksdb::WriteOptions options;
+    if (disable_wal_) {
+      // Without RocksDB's log, writes become durable when their memtable is flushed, all
+      // together. A synced write sent through the log instead would survive a crash that
+      // loses the unlogged writes before it: recovery would not be a prefix of the writes
+      // (an interrupted snapshot install, say, would keep its last batch without the wipe
+      // before it).
+      options.disableWAL = true;
+      Status s = FromRocks(db_->Write(options, &rb), "write");
+      if (!s.ok() || !sync) return s;
+      return Sync();
+    }
     options.sync = sync;
-    options.disableWAL = disable_wal_ && !sync;
     return FromRocks(db_->Write(options, &rb), "write");
   }
   Status Sync() override {
@@ -169,6 +179,7 @@ Result<std::unique_ptr<Backend>> OpenRocksBackend(const std::string& path,
   // Point-in-time recovery: after a crash the database holds a prefix of the writes, which
   // is what lets the store replay the consensus log from its applied index.
   ro.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  ro.avoid_flush_during_shutdown = options.drop_unflushed_on_close;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(ro, path, &raw);
   if (!s.ok()) return FromRocks(s, "open");

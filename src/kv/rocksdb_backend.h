@@ -23,11 +23,16 @@ struct RocksBackendOptions {
   // Size of one memtable; small values make tests flush (and exercise SST reads) often.
   uint64_t write_buffer_bytes = 64ull << 20;
   // Skip RocksDB's own write-ahead log: for a store whose writes can be replayed from
-  // elsewhere (the consensus log, with snapshots covering what it released). A write
-  // asked to sync still goes through RocksDB's log; Sync() flushes the memtables.
+  // elsewhere (the consensus log, with snapshots covering what it released). Writes are
+  // then durable once the memtables are flushed: Sync() and a write asked to sync flush
+  // them (so what survives a crash is still a prefix of the writes).
   bool disable_wal = false;
   // RocksDB's cache of uncompressed SST blocks.
   uint64_t block_cache_bytes = 64ull << 20;
+  // Close without flushing the memtables (RocksDB's avoid_flush_during_shutdown): writes
+  // made without RocksDB's log (disable_wal) are then lost at close, exactly as a crash
+  // would lose them. The simulator closes a crashed member's store this way.
+  bool drop_unflushed_on_close = false;
 };
 
 // Opens (creating it if allowed) the RocksDB database in directory `path`.
