@@ -60,7 +60,8 @@ std::optional<uint64_t> FindValidRecordAfter(std::string_view data, uint64_t off
   return std::nullopt;
 }
 
-// Applies one record's payload to the replay; returns why it cannot, or "".
+}  // namespace
+
 std::string ApplyRecord(const ParsedRecord& record, LogReplay* replay, uint64_t* max_entry_index) {
   switch (record.type) {
     case RecordType::kEntry: {
@@ -93,6 +94,8 @@ std::string ApplyRecord(const ParsedRecord& record, LogReplay* replay, uint64_t*
   }
   return "unknown record type";
 }
+
+namespace {
 
 // Checks the header record at offset 0 against the file name and the log so far.
 Status CheckHeader(std::string_view data, const SegmentInfo& segment, bool first,

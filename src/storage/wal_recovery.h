@@ -46,6 +46,12 @@ struct RecoveryResult {
   LogBounds bounds;
 };
 
+// Applies one record of a segment (any but its header) to `replay`: parses the payload and
+// checks it against the log rules. Returns why it cannot follow the log, or "" on success;
+// an entry record raises `*max_entry_index` to its index. Recovery reads every record with
+// it; the simulator reads back the records it encoded with it too.
+std::string ApplyRecord(const ParsedRecord& record, LogReplay* replay, uint64_t* max_entry_index);
+
 // Removes leftover "*.tmp" files (segments whose creation never finished) and recovers.
 Status RecoverWal(const std::string& dir, uint64_t record_bytes_max, RecoveryResult* result);
 
