@@ -19,7 +19,8 @@ inline constexpr char kTimeout[] = "etcdserver: request timed out";
 inline constexpr char kLeaderChanged[] = "etcdserver: leader changed";
 inline constexpr char kStopped[] = "etcdserver: server stopped";
 
-// One thread that runs delayed work (retries and timeouts) for the whole server.
+// One thread that runs delayed work (retries and timeouts) for the whole server. Work runs
+// at its time or up to 10 ms later (timers due close together share one wake-up).
 class Timers {
  public:
   using Clock = std::chrono::steady_clock;
