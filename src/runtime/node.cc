@@ -471,20 +471,22 @@ void Node::CompactTo(std::string data, LogIndex index) {
   pb::Snapshot snap;
   snap.mutable_metadata()->set_index(index);
   snap.set_data(std::move(data));
-  auto meta = engine_->Compact(snap);
+  auto meta = engine_->Compact(std::move(snap));
   if (!meta.ok() || index <= snapshot_index_) {
     snapshotting_ = false;  // e.g. not durable yet, or a leader's snapshot came first
     return;
   }
-  *snap.mutable_metadata() = meta.value();
+  // The engine holds the state now (for members far behind); the file is written from
+  // that same immutable copy, so a snapshot costs one copy of the store in memory.
+  std::shared_ptr<const pb::Snapshot> held = engine_->LatestSnapshot();
   JoinSnapshotThread();  // the thread that took the copy has finished
-  snapshot_thread_ = std::thread([this, snap = std::move(snap)] {
+  snapshot_thread_ = std::thread([this, held = std::move(held)] {
     NameThisThread("synod-snapshot");
-    if (Status s = WriteSnapshotFile(snap); !s.ok()) {
+    if (Status s = WriteSnapshotFile(*held); !s.ok()) {
       Post([this] { snapshotting_ = false; });  // try again later
       return;
     }
-    Post([this, meta = snap.metadata()] { FinishSnapshot(meta); });
+    Post([this, meta = held->metadata()] { FinishSnapshot(meta); });
   });
 }
 

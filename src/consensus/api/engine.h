@@ -36,6 +36,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -137,6 +138,10 @@ class Engine {
   // members too far behind. The engine completes the metadata (term, membership) and
   // returns it: the caller stores it with the snapshot's data.
   virtual Result<pb::SnapshotMetadata> Compact(pb::Snapshot snapshot) = 0;
+  // The snapshot the engine holds (its metadata completed): the one Compact took, or the
+  // one installed or started from. Immutable and shared, so the caller may write it to
+  // disk on another thread without a copy of the state.
+  virtual std::shared_ptr<const pb::Snapshot> LatestSnapshot() const = 0;
 
   virtual bool HasReady() const = 0;
   virtual Ready TakeReady() = 0;

@@ -20,7 +20,7 @@ Paxos::Paxos(const Config& config, const DurableState& durable)
     promised_ = 0;
   }
   round_seen_ = RoundOf(promised_);
-  latest_snapshot_ = durable.snapshot;
+  latest_snapshot_ = std::make_shared<const pb::Snapshot>(durable.snapshot);
   snapshot_conf_ = durable.snapshot.metadata().conf_state();
   for (LogIndex i = log_.FirstIndex(); i <= log_.LastIndex(); ++i) TrackConfEntry(log_.At(i));
   accepted_through_ = log_.Committed();
@@ -251,8 +251,8 @@ Result<pb::SnapshotMetadata> Paxos::Compact(pb::Snapshot snapshot) {
   log_.CompactTo(index);
   snapshot_conf_ = conf;
   std::erase_if(conf_changes_, [&](const auto& p) { return p.first <= index; });
-  latest_snapshot_ = std::move(snapshot);
-  return latest_snapshot_.metadata();
+  latest_snapshot_ = std::make_shared<const pb::Snapshot>(std::move(snapshot));
+  return latest_snapshot_->metadata();
 }
 
 }  // namespace synod::consensus::paxos

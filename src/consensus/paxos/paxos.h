@@ -62,6 +62,7 @@ class Paxos final : public Engine {
   Status ReadIndex(uint64_t request_id) override;
   Status TransferLeader(NodeId target) override;
   Result<pb::SnapshotMetadata> Compact(pb::Snapshot snapshot) override;
+  std::shared_ptr<const pb::Snapshot> LatestSnapshot() const override { return latest_snapshot_; }
 
   bool HasReady() const override;
   Ready TakeReady() override;
@@ -220,7 +221,7 @@ class Paxos final : public Engine {
   std::vector<ReadState> read_states_;
 
   // Snapshots.
-  pb::Snapshot latest_snapshot_;
+  std::shared_ptr<const pb::Snapshot> latest_snapshot_;  // never null
   std::optional<pb::Snapshot> snapshot_to_install_;
   pb::SnapshotMetadata incoming_snapshot_meta_;
   std::string incoming_snapshot_data_;

@@ -229,7 +229,7 @@ void Paxos::HandleSnapshot(const pb::Message& m) {
   if (meta.index() > log_.SnapshotIndex()) log_.Restore(meta);
   snapshot_conf_ = meta.conf_state();
   std::erase_if(conf_changes_, [&](const auto& p) { return p.first <= meta.index(); });
-  latest_snapshot_ = snap;
+  latest_snapshot_ = std::make_shared<const pb::Snapshot>(snap);
   snapshot_to_install_ = std::move(snap);
   ExtendAcceptedThrough();
   SendAccepted(m.from(), b, AcceptedThrough(), /*reject=*/false);

@@ -382,6 +382,10 @@ class Cluster {
     EXPECT_EQ(meta.value().term(), n.DurableEntry(n.applied)->term());
     EXPECT_EQ(meta.value().conf_state().SerializeAsString(), n.conf.SerializeAsString())
         << "the engine and the state machine disagree on the membership";
+    const auto held = n.raft->LatestSnapshot();
+    EXPECT_EQ(held->metadata().SerializeAsString(), meta.value().SerializeAsString())
+        << "the snapshot the engine holds is the one it was given, completed";
+    EXPECT_EQ(held->data(), n.state);
     std::erase_if(n.entries, [&](const pb::Entry& e) { return e.index() <= n.applied; });
     *snap.mutable_metadata() = meta.value();
     n.snapshot = std::move(snap);

@@ -51,7 +51,7 @@ Raft::Raft(const Config& config, const DurableState& durable)
   term_ = durable.hard_state.term();
   vote_ = durable.hard_state.vote();
   last_hard_state_ = CurrentHardState();
-  latest_snapshot_ = durable.snapshot;
+  latest_snapshot_ = std::make_shared<const pb::Snapshot>(durable.snapshot);
   snapshot_conf_ = durable.snapshot.metadata().conf_state();
   TrackConfEntries(log_.FirstIndex());
   BecomeFollower(term_, kNoNode);
@@ -345,8 +345,8 @@ Result<pb::SnapshotMetadata> Raft::Compact(pb::Snapshot snapshot) {
   log_.CompactTo(index);
   snapshot_conf_ = conf;
   std::erase_if(conf_entries_, [&](const auto& p) { return p.first <= index; });
-  latest_snapshot_ = std::move(snapshot);
-  return latest_snapshot_.metadata();
+  latest_snapshot_ = std::make_shared<const pb::Snapshot>(std::move(snapshot));
+  return latest_snapshot_->metadata();
 }
 
 }  // namespace synod::consensus::raft

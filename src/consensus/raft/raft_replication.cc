@@ -20,7 +20,7 @@ void Raft::SendAppend(NodeId to, bool allow_empty) {
   const std::optional<Term> prev_term = log_.TermAt(prev);
   if (!prev_term) {
     // The entries this follower needs are compacted: send the snapshot instead.
-    pr.BecomeSnapshot(latest_snapshot_.metadata().index());
+    pr.BecomeSnapshot(latest_snapshot_->metadata().index());
     SendSnapshotChunk(to);
     return;
   }
@@ -68,9 +68,9 @@ void Raft::BroadcastHeartbeat() {
 
 void Raft::SendSnapshotChunk(NodeId to) {
   Progress& pr = progress_.at(to);
-  const pb::SnapshotMetadata& meta = latest_snapshot_.metadata();
+  const pb::SnapshotMetadata& meta = latest_snapshot_->metadata();
   if (pr.pending_snapshot != meta.index()) pr.BecomeSnapshot(meta.index());  // newer one
-  const std::string& data = latest_snapshot_.data();
+  const std::string& data = latest_snapshot_->data();
   const uint64_t offset = std::min<uint64_t>(pr.snapshot_offset, data.size());
   const uint64_t len = std::min<uint64_t>(cfg_.snapshot_chunk_bytes, data.size() - offset);
   pb::Message m;
@@ -94,7 +94,7 @@ void Raft::HandleAppendResponse(const pb::Message& m) {
       // beginning (see HandleAppend): it needs a snapshot to learn the membership, even
       // if ours is still the bootstrap one at index 0.
       if (pr.state != ProgressState::kSnapshot) {
-        pr.BecomeSnapshot(latest_snapshot_.metadata().index());
+        pr.BecomeSnapshot(latest_snapshot_->metadata().index());
         SendSnapshotChunk(m.from());
       }
       return;
@@ -332,7 +332,7 @@ void Raft::HandleSnapshot(const pb::Message& m) {
   log_.Restore(meta);
   snapshot_conf_ = meta.conf_state();
   conf_entries_.clear();
-  latest_snapshot_ = snap;
+  latest_snapshot_ = std::make_shared<const pb::Snapshot>(snap);
   snapshot_to_install_ = std::move(snap);
   SendAppendResponse(m.from(), meta.index());
 }
