@@ -129,7 +129,9 @@ fact all host_mem_kb "$(awk '/MemTotal/{print $2}' /proc/meminfo)"
 fact all host_disk "$(df -h --output=source,fstype "$WORK" | tail -1 | tr -s ' ')"
 fact all load_start "$(loadavg)"
 fact all git_commit "$(git rev-parse HEAD)"
-fact all git_dirty "$(git status --porcelain --untracked-files=no | awk '{print $2}' | paste -sd' ')"
+# Changes that could make the binaries differ from the commit (earlier results do not).
+fact all git_dirty "$(git status --porcelain --untracked-files=no -- . ':(exclude)bench/results' |
+  awk '{print $2}' | paste -sd' ')"
 fact all synod_sha256 "$(sha256sum "$SYNOD" | cut -c1-16)"
 fact all etcd_version "$($ETCD --version | head -1)"
 for w in "${WORKLOADS[@]}"; do fact all "workload.${w%%|*}" "${w#*|}"; done
