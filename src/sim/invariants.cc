@@ -46,6 +46,23 @@ void InvariantChecker::OnSnapshotInstalled(NodeId node, LogIndex index, Term ter
   }
 }
 
+void InvariantChecker::OnStoreState(NodeId node, LogIndex applied_index, int64_t revision,
+                                    int64_t compact_revision, uint32_t hash) {
+  const StoreState state{revision, compact_revision, hash, node};
+  auto [it, inserted] = stores_.emplace(applied_index, state);
+  if (inserted) return;
+  const StoreState& seen = it->second;
+  if (seen.revision != revision || seen.compact_revision != compact_revision || seen.hash != hash) {
+    auto describe = [](NodeId n, const StoreState& s) {
+      return "node " + std::to_string(n) + " has revision " + std::to_string(s.revision) +
+             ", compacted at " + std::to_string(s.compact_revision) + ", hash " +
+             std::to_string(s.hash);
+    };
+    Fail("replica agreement: at applied index " + std::to_string(applied_index) + ", " +
+         describe(seen.node, seen) + " but " + describe(node, state));
+  }
+}
+
 void InvariantChecker::OnDurableHardState(NodeId node, const pb::HardState& before,
                                           const pb::HardState& after) {
   if (after.term() < before.term()) {

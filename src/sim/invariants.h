@@ -8,6 +8,8 @@
 //                        entry once applied (committed) never changes (§5.4.3)
 //   leader completeness  a new leader's durable log holds every committed entry (§5.4)
 //   monotonicity         a member's durable term and commit index never decrease
+//   replica agreement    members whose key-value stores have applied the same index hold
+//                        the same revision, compaction revision and live keys
 #pragma once
 
 #include <cstdint>
@@ -37,6 +39,10 @@ class InvariantChecker {
     Record(node, term, entry, "applied");
   }
   void OnSnapshotInstalled(NodeId node, LogIndex index, Term term);
+  // A member's key-value store has applied every entry up to `applied_index` (and none
+  // after): its revision, compaction revision and the hash of its live keys.
+  void OnStoreState(NodeId node, LogIndex applied_index, int64_t revision, int64_t compact_revision,
+                    uint32_t hash);
   void OnDurableHardState(NodeId node, const pb::HardState& before, const pb::HardState& after);
   // The durable log of a member that has just become leader of `term`.
   void CheckLeaderCompleteness(NodeId node, Term term, LogIndex snapshot_index,
@@ -61,6 +67,13 @@ class InvariantChecker {
   };
   std::map<Term, NodeId> leader_of_term_;
   std::map<LogIndex, Fingerprint> committed_;  // every entry any member applied
+  struct StoreState {
+    int64_t revision = 0;
+    int64_t compact_revision = 0;
+    uint32_t hash = 0;
+    NodeId node = 0;  // the first member seen in this state
+  };
+  std::map<LogIndex, StoreState> stores_;  // by applied index
   std::string violation_;
 };
 

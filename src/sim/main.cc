@@ -13,6 +13,7 @@
 
 #include "sim/engine_factory.h"
 #include "sim/simulator.h"
+#include "sim/state_machine.h"
 
 using synod::consensus::PlantedBug;
 using synod::sim::SimOptions;
@@ -64,6 +65,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--clients", base.clients, "concurrent clients")->capture_default_str();
   app.add_option("--keys", base.keys, "keys the clients share")->capture_default_str();
+  app.add_option("--state-machine", base.state_machine,
+                 "what members apply the log to: kv (the real store) or toy (a fast map)")
+      ->capture_default_str();
+  app.add_flag("--snapshot-mid-compaction", base.snapshot_mid_compaction,
+               "kv: snapshot while physical compaction is under way (snapshots then differ)");
   app.add_option("--jobs", jobs, "seeds run in parallel")->capture_default_str();
   app.add_option("--planted-bug", bug, "test builds only: run with a planted bug")
       ->capture_default_str();
@@ -82,6 +88,11 @@ int main(int argc, char** argv) {
     for (const auto& name : synod::sim::EngineNames()) known += (known.empty() ? "" : ", ") + name;
     std::fprintf(stderr, "synod-sim: unknown engine '%s' (known: %s)\n", base.engine.c_str(),
                  known.c_str());
+    return 2;
+  }
+  if (!synod::sim::KnownStateMachine(base.state_machine)) {
+    std::fprintf(stderr, "synod-sim: unknown state machine '%s' (known: kv, toy)\n",
+                 base.state_machine.c_str());
     return 2;
   }
   auto parsed = synod::sim::FaultSet::Parse(faults);
@@ -108,7 +119,7 @@ int main(int argc, char** argv) {
   std::mutex mu;
   uint64_t runs = 0, failures = 0, ops_ok = 0, ops_unknown = 0, sim_ms = 0, leaders = 0,
            crashes = 0, partitions = 0, conf_changes = 0, transfers = 0, snapshots = 0, events = 0,
-           lin_unknown = 0;
+           lin_unknown = 0, compactions = 0, fingerprints = 0;
   const auto start = std::chrono::steady_clock::now();
   auto worker = [&] {
     for (;;) {
@@ -128,6 +139,8 @@ int main(int argc, char** argv) {
       conf_changes += r.stats.conf_changes;
       transfers += r.stats.transfers;
       snapshots += r.stats.snapshots_sent;
+      compactions += r.stats.compactions;
+      fingerprints += r.stats.fingerprints;
       events += r.stats.events;
       lin_unknown += r.stats.linearizability_unknown ? 1 : 0;
       if (!r.ok) {
@@ -153,19 +166,21 @@ int main(int argc, char** argv) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   std::printf(
-      "\nengine %s, %d nodes, faults %s: %llu seeds, %llu violations\n"
+      "\nengine %s, %d nodes, state machine %s, faults %s: %llu seeds, %llu violations\n"
       "  simulated %.0f s in %.1f s wall (%.0fx real time, %d jobs), %.0f seeds/min\n"
       "  %llu events; %llu client ops answered, %llu with unknown outcome; %llu leaders elected,\n"
       "  %llu crashes, %llu partitions, %llu membership changes, %llu leader transfers, %llu "
-      "snapshots installed\n",
-      base.engine.c_str(), base.nodes, base.faults.ToString().c_str(),
+      "snapshots installed,\n"
+      "  %llu compactions proposed, %llu state machine fingerprints compared\n",
+      base.engine.c_str(), base.nodes, base.state_machine.c_str(), base.faults.ToString().c_str(),
       static_cast<unsigned long long>(runs), static_cast<unsigned long long>(failures),
       sim_ms / 1000.0, wall_s, sim_ms / 1000.0 / wall_s, jobs, runs / wall_s * 60,
       static_cast<unsigned long long>(events), static_cast<unsigned long long>(ops_ok),
       static_cast<unsigned long long>(ops_unknown), static_cast<unsigned long long>(leaders),
       static_cast<unsigned long long>(crashes), static_cast<unsigned long long>(partitions),
       static_cast<unsigned long long>(conf_changes), static_cast<unsigned long long>(transfers),
-      static_cast<unsigned long long>(snapshots));
+      static_cast<unsigned long long>(snapshots), static_cast<unsigned long long>(compactions),
+      static_cast<unsigned long long>(fingerprints));
   if (lin_unknown > 0) {
     std::printf("  linearizability search budget exhausted (verdict unknown) in %llu seeds\n",
                 static_cast<unsigned long long>(lin_unknown));

@@ -1,6 +1,9 @@
 // The simulator, run from fixed seeds: the engine must show no violation, a run must be
 // reproducible from its seed, and every planted bug must be caught by a checker within
 // a bounded number of seeds (a checker that never fails proves nothing).
+//
+// The main runs use the real key-value store ("kv", the default); the toy state machine,
+// ten times faster, runs more seeds and the planted-bug hunts (the bugs are the engines').
 #include <gtest/gtest.h>
 
 #include <string>
@@ -12,18 +15,21 @@ namespace {
 
 using consensus::PlantedBug;
 
-SimOptions Options(int nodes, uint64_t seed, const std::string& engine = "raft") {
+SimOptions Options(int nodes, uint64_t seed, const std::string& engine = "raft",
+                   const std::string& state_machine = "kv") {
   SimOptions o;
   o.engine = engine;
   o.nodes = nodes;
   o.seed = seed;
+  o.state_machine = state_machine;
   return o;
 }
 
 void ExpectNoViolation(int nodes, uint64_t first_seed, int seeds,
-                       const std::string& engine = "raft") {
+                       const std::string& engine = "raft",
+                       const std::string& state_machine = "kv") {
   for (uint64_t seed = first_seed; seed < first_seed + seeds; ++seed) {
-    SimResult r = RunSimulation(Options(nodes, seed, engine));
+    SimResult r = RunSimulation(Options(nodes, seed, engine, state_machine));
     ASSERT_TRUE(r.ok) << "seed " << seed << ": " << r.violation << "\n"
                       << r.trace_tail << "replay: " << r.replay_command;
     EXPECT_GT(r.stats.ops_ok, 0u);
@@ -31,14 +37,17 @@ void ExpectNoViolation(int nodes, uint64_t first_seed, int seeds,
 }
 
 TEST(Simulator, TheSameSeedReplaysTheSameRun) {
-  SimResult a = RunSimulation(Options(3, 7));
-  SimResult b = RunSimulation(Options(3, 7));
-  EXPECT_EQ(a.stats.events, b.stats.events);
-  EXPECT_EQ(a.stats.messages_sent, b.stats.messages_sent);
-  EXPECT_EQ(a.stats.ops_ok, b.stats.ops_ok);
-  EXPECT_EQ(a.trace_tail, b.trace_tail);
-  SimResult c = RunSimulation(Options(3, 8));
-  EXPECT_NE(a.trace_tail, c.trace_tail);
+  // With the real store too: RocksDB's background threads must not change a run.
+  for (const char* state_machine : {"kv", "toy"}) {
+    SimResult a = RunSimulation(Options(3, 7, "raft", state_machine));
+    SimResult b = RunSimulation(Options(3, 7, "raft", state_machine));
+    EXPECT_EQ(a.stats.events, b.stats.events) << state_machine;
+    EXPECT_EQ(a.stats.messages_sent, b.stats.messages_sent) << state_machine;
+    EXPECT_EQ(a.stats.ops_ok, b.stats.ops_ok) << state_machine;
+    EXPECT_EQ(a.trace_tail, b.trace_tail) << state_machine;
+    SimResult c = RunSimulation(Options(3, 8, "raft", state_machine));
+    EXPECT_NE(a.trace_tail, c.trace_tail) << state_machine;
+  }
 }
 
 TEST(Simulator, ARunExercisesEveryFault) {
@@ -53,6 +62,8 @@ TEST(Simulator, ARunExercisesEveryFault) {
     total.snapshots_sent += r.stats.snapshots_sent;
     total.leaders_elected += r.stats.leaders_elected;
     total.ops_timed_out += r.stats.ops_timed_out;
+    total.compactions += r.stats.compactions;
+    total.fingerprints += r.stats.fingerprints;
   }
   EXPECT_GT(total.crashes, 0u);
   EXPECT_GT(total.partitions, 0u);
@@ -61,6 +72,8 @@ TEST(Simulator, ARunExercisesEveryFault) {
   EXPECT_GT(total.snapshots_sent, 0u);
   EXPECT_GT(total.leaders_elected, 10u);
   EXPECT_GT(total.ops_timed_out, 0u);
+  EXPECT_GT(total.compactions, 0u);
+  EXPECT_GT(total.fingerprints, 100u);
 }
 
 TEST(Simulator, WithoutFaultsEveryOperationCompletes) {
@@ -73,13 +86,25 @@ TEST(Simulator, WithoutFaultsEveryOperationCompletes) {
   EXPECT_EQ(r.stats.leaders_elected, 1u);
 }
 
-TEST(Simulator, RaftThreeNodesFixedSeeds) { ExpectNoViolation(3, 1, 150); }
-TEST(Simulator, RaftFiveNodesFixedSeeds) { ExpectNoViolation(5, 1, 80); }
-TEST(Simulator, RaftSevenNodesFixedSeeds) { ExpectNoViolation(7, 1, 20); }
+TEST(Simulator, RaftThreeNodesFixedSeeds) { ExpectNoViolation(3, 1, 60); }
+TEST(Simulator, RaftFiveNodesFixedSeeds) { ExpectNoViolation(5, 1, 30); }
+TEST(Simulator, RaftSevenNodesFixedSeeds) { ExpectNoViolation(7, 1, 8); }
 
-TEST(Simulator, MultiPaxosThreeNodesFixedSeeds) { ExpectNoViolation(3, 1, 150, "multi-paxos"); }
-TEST(Simulator, MultiPaxosFiveNodesFixedSeeds) { ExpectNoViolation(5, 1, 80, "multi-paxos"); }
-TEST(Simulator, MultiPaxosSevenNodesFixedSeeds) { ExpectNoViolation(7, 1, 20, "multi-paxos"); }
+TEST(Simulator, MultiPaxosThreeNodesFixedSeeds) { ExpectNoViolation(3, 1, 60, "multi-paxos"); }
+TEST(Simulator, MultiPaxosFiveNodesFixedSeeds) { ExpectNoViolation(5, 1, 30, "multi-paxos"); }
+TEST(Simulator, MultiPaxosSevenNodesFixedSeeds) { ExpectNoViolation(7, 1, 8, "multi-paxos"); }
+
+TEST(Simulator, RaftFixedSeedsOnTheToyStateMachine) {
+  ExpectNoViolation(3, 1, 150, "raft", "toy");
+  ExpectNoViolation(5, 1, 80, "raft", "toy");
+  ExpectNoViolation(7, 1, 20, "raft", "toy");
+}
+
+TEST(Simulator, MultiPaxosFixedSeedsOnTheToyStateMachine) {
+  ExpectNoViolation(3, 1, 150, "multi-paxos", "toy");
+  ExpectNoViolation(5, 1, 80, "multi-paxos", "toy");
+  ExpectNoViolation(7, 1, 20, "multi-paxos", "toy");
+}
 
 TEST(Simulator, MultiPaxosWithoutFaultsEveryOperationCompletes) {
   SimOptions o = Options(3, 3, "multi-paxos");
@@ -97,12 +122,38 @@ TEST(Simulator, MultiPaxosSeedsThatOnceFailed) {
   for (uint64_t seed : {120}) ExpectNoViolation(3, seed, 1, "multi-paxos");
 }
 
+TEST(Simulator, KeyValueStoreSeedsThatOnceFailed) {
+  // A member restarted from its snapshot, then crashed again before its store flushed: the
+  // store came back with the install's last batch (written through RocksDB's log) but not
+  // the wipe before it (unlogged, lost), so keys deleted before the snapshot returned. The
+  // replica fingerprints disagreed (the RocksDB backend now flushes for a synced write).
+  ExpectNoViolation(3, 6, 1, "raft");
+  ExpectNoViolation(3, 2, 1, "multi-paxos");
+}
+
+// Open (docs/simulator.md): both engines assemble a chunked snapshot from every chunk that
+// names the same (index, term), whoever sent it. Members' snapshots at one index differ when
+// taken mid-compaction, and a new leader's chunks then continue a former leader's: the
+// member receives bytes that do not install. Off by default (snapshots wait for physical
+// compaction, which makes them identical); enable this test once the engines tell two
+// senders' snapshots apart.
+TEST(Simulator, DISABLED_SnapshotsThatDifferAtOneIndexAreNotMixed) {
+  for (const auto& [engine, seed] : {std::pair<const char*, uint64_t>{"raft", 12},
+                                     std::pair<const char*, uint64_t>{"multi-paxos", 8}}) {
+    SimOptions o = Options(5, seed, engine);
+    o.snapshot_mid_compaction = true;
+    SimResult r = RunSimulation(o);
+    EXPECT_TRUE(r.ok) << engine << " seed " << seed << ": " << r.violation;
+  }
+}
+
 // Runs seeds until the planted bug is caught; the catching seed must pass without the
 // bug, so that it is the bug, not the seed, that the checker objects to.
 void ExpectCaught(PlantedBug bug, int nodes, int seeds_max, const std::string& checker,
-                  int clients = SimOptions{}.clients, const std::string& engine = "raft") {
+                  int clients = SimOptions{}.clients, const std::string& engine = "raft",
+                  const std::string& state_machine = "toy") {
   for (uint64_t seed = 1; seed <= static_cast<uint64_t>(seeds_max); ++seed) {
-    SimOptions o = Options(nodes, seed, engine);
+    SimOptions o = Options(nodes, seed, engine, state_machine);
     o.clients = clients;
     o.planted_bug = bug;
     SimResult r = RunSimulation(o);
@@ -112,8 +163,9 @@ void ExpectCaught(PlantedBug bug, int nodes, int seeds_max, const std::string& c
     o.planted_bug = PlantedBug::kNone;
     SimResult clean = RunSimulation(o);
     EXPECT_TRUE(clean.ok) << "seed " << seed << " fails without the bug too: " << clean.violation;
-    std::printf("  %s caught at seed %llu: %s\n", consensus::PlantedBugName(bug),
-                static_cast<unsigned long long>(seed), r.violation.substr(0, 120).c_str());
+    std::printf("  %s (%s) caught at seed %llu: %s\n", consensus::PlantedBugName(bug),
+                state_machine.c_str(), static_cast<unsigned long long>(seed),
+                r.violation.substr(0, 120).c_str());
     return;
   }
   ADD_FAILURE() << consensus::PlantedBugName(bug) << " not caught within " << seeds_max << " seeds";
@@ -123,41 +175,59 @@ TEST(PlantedBugs, PlantedBugsAreCompiledIntoThisTest) { EXPECT_TRUE(PlantedBugsC
 
 TEST(PlantedBugs, CountingAVoteTwiceIsCaught) {
   // Needs five members: with three, one vote besides one's own is already a majority.
+  // First caught at seed 20.
   ExpectCaught(PlantedBug::kCountVoteTwice, 5, 1500, "");
 }
 
 TEST(PlantedBugs, AcknowledgingBeforeFsyncIsCaught) {
+  // First caught at seed 330.
   ExpectCaught(PlantedBug::kAckBeforeFsync, 3, 1500, "");
 }
 
 TEST(PlantedBugs, CommittingAPreviousTermEntryByCountingIsCaught) {
   // Figure 8 needs a leader to die with a tail of uncommitted entries, which many
-  // concurrent clients make common.
+  // concurrent clients make common. Caught at seed 393 until commit ebea0f0 (reads share
+  // heartbeat rounds); not within 1,500 seeds since (docs/simulator.md).
   ExpectCaught(PlantedBug::kCommitPreviousTerm, 3, 1500, "", /*clients=*/16);
 }
 
 TEST(PlantedBugs, ReadingWithoutReadIndexIsCaught) {
+  // First caught at seed 64.
   ExpectCaught(PlantedBug::kReadWithoutReadIndex, 3, 1500, "linearizability");
 }
 
 TEST(PlantedBugs, MultiPaxosForgettingAPromiseOnRestartIsCaught) {
+  // First caught at seed 1.
   ExpectCaught(PlantedBug::kForgetPromiseOnRestart, 3, 300, "", SimOptions{}.clients,
                "multi-paxos");
 }
 
 TEST(PlantedBugs, MultiPaxosSkippingRecoveryIsCaught) {
+  // First caught at seed 2.
   ExpectCaught(PlantedBug::kSkipRecovery, 3, 300, "", SimOptions{}.clients, "multi-paxos");
 }
 
 TEST(PlantedBugs, MultiPaxosReadingWithoutReadIndexIsCaught) {
   // A deposed leader must answer a read after the new one chose a write: many clients
-  // make that meeting likely enough.
+  // make that meeting likely enough. First caught at seed 67.
   ExpectCaught(PlantedBug::kReadWithoutReadIndex, 3, 1500, "linearizability", /*clients=*/16,
                "multi-paxos");
 }
 
 TEST(PlantedBugs, MultiPaxosAcknowledgingBeforeFsyncIsCaught) {
+  // First caught at seed 931.
   ExpectCaught(PlantedBug::kAckBeforeFsync, 3, 1500, "", SimOptions{}.clients, "multi-paxos");
+}
+
+// The hunts that end within a few seeds, again on the real key-value store: the checkers
+// catch the engines' bugs through it too (first at seeds 2, 20, 1 and 2).
+TEST(PlantedBugs, OnTheRealStoreTheQuickHuntsAreCaughtToo) {
+  ExpectCaught(PlantedBug::kReadWithoutReadIndex, 3, 100, "linearizability", SimOptions{}.clients,
+               "raft", "kv");
+  ExpectCaught(PlantedBug::kCountVoteTwice, 5, 100, "", SimOptions{}.clients, "raft", "kv");
+  ExpectCaught(PlantedBug::kForgetPromiseOnRestart, 3, 100, "", SimOptions{}.clients, "multi-paxos",
+               "kv");
+  ExpectCaught(PlantedBug::kSkipRecovery, 3, 100, "", SimOptions{}.clients, "multi-paxos", "kv");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "sim/simulator.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <deque>
 #include <map>
@@ -15,7 +16,9 @@
 #include "check/linearizability.h"
 #include "sim/engine_factory.h"
 #include "sim/invariants.h"
-#include "sim/kv_state_machine.h"
+#include "sim/kv_requests.h"
+#include "sim/sim_disk.h"
+#include "sim/state_machine.h"
 
 namespace synod::sim {
 
@@ -83,20 +86,19 @@ namespace {
 
 constexpr int64_t kMs = 1000;  // simulated time is in microseconds
 
+// A member fingerprints its state machine (for the replica agreement check) after applying
+// each entry whose index is a multiple of this, and whenever its state machine reaches an
+// index otherwise: a flush, a snapshot taken or installed, a restart.
+constexpr LogIndex kFingerprintEvery = 8;
+
 // ---------------------------------------------------------------------------------
 // The pieces of a simulated cluster.
-
-// What survives a crash: exactly what was fsynced.
-struct Disk {
-  pb::HardState hard_state;
-  pb::Snapshot snapshot;
-  std::vector<pb::Entry> entries;  // after snapshot.metadata().index()
-};
 
 // A client request a member is working on; answered when its entry is applied.
 struct PendingRequest {
   int client = 0;
   uint64_t op_id = 0;
+  std::string key;      // reads
   ProposalId proposal;  // writes
 };
 
@@ -105,9 +107,11 @@ struct Node {
   bool up = true;
   uint64_t incarnation = 0;  // rises at each crash: events of an old life are void
   std::unique_ptr<Engine> engine;
-  Disk disk;
-  KvStateMachine state;
-  LogIndex applied = 0;
+  // What survives a crash: the log and snapshot that were fsynced, and whatever the state
+  // machine had made durable.
+  std::unique_ptr<SimDisk> disk;
+  std::unique_ptr<StateMachine> state;
+  LogIndex applied = 0;             // the last entry the engine handed over to apply
   std::optional<Ready> persisting;  // a Ready whose fsync is under way
   Term term = 0;
   Term checked_leader_term = 0;
@@ -116,14 +120,15 @@ struct Node {
   std::multimap<LogIndex, PendingRequest> reads_to_serve;  // confirmed, waiting to apply
 };
 
-enum class OpType { kPut, kGet, kCas };
+// kUnchecked: a put, a delete or a range delete on keys outside the linearizability check.
+enum class OpType { kPut, kGet, kCas, kUnchecked };
 
 struct Client {
   int id = 0;
   uint64_t op_id = 0;       // current operation (0: idle)
   size_t history_slot = 0;  // its record in the history
   OpType type = OpType::kGet;
-  KvCommand command;
+  kvpb::Request command;  // writes
   std::string key;
   NodeId target = 1;
   std::optional<std::string> last_read;  // feeds compare-and-swap expectations
@@ -138,6 +143,7 @@ enum class EventKind {
   kClientStart,  // a client begins its next operation
   kClientTimeout,
   kFault,     // the fault scheduler acts
+  kCompact,   // the leader proposes a compaction of the key-value history
   kCrash,     // a member crashes (scheduled: see ObserveRole)
   kRestart,   // a crashed member comes back
   kHealLink,  // a partition ends
@@ -149,6 +155,8 @@ struct Reply {
   enum class Kind { kDone, kRetry } kind = Kind::kRetry;
   NodeId leader_hint = 0;
   bool cas_ok = false;
+  bool cas_read_known = false;          // a failed compare-and-swap read the key
+  std::optional<std::string> cas_read;  // what it read
   std::optional<std::string> read;
 };
 
@@ -195,6 +203,8 @@ class Simulation {
   // Members.
   Node& N(NodeId id) { return nodes_.at(id); }
   void StartNode(Node& n);
+  void OpenStateMachine(Node& n);
+  void RecordFingerprint(Node& n);
   void Crash(Node& n);
   void Restart(Node& n);
   void PumpReady(Node& n);
@@ -223,6 +233,7 @@ class Simulation {
   void Fault();
   void FaultPartition();
   void FaultMembership();
+  void ProposeCompaction();
   void StartLivenessPhase();
 
   void CheckLogMatching();
@@ -251,6 +262,8 @@ class Simulation {
   bool done_ = false;
 
   double loss_ = 0, duplicate_ = 0;
+  // How many revisions of history compaction keeps (etcd's revision-based auto-compaction).
+  int64_t compaction_retention_ = 0;
   std::deque<std::string> trace_;
   SimResult result_;
   const bool runtime_persistence_;
@@ -294,24 +307,57 @@ void Simulation::Fail(const std::string& what) {
 // Members: start, crash, restart, and the persist → send → apply → advance loop.
 
 void Simulation::StartNode(Node& n) {
-  DurableState durable{n.disk.hard_state, n.disk.snapshot, n.disk.entries};
-  n.engine = factory_(n.id, durable, n.incarnation);
-  n.state.Restore(n.disk.snapshot.data());
-  n.applied = n.disk.snapshot.metadata().index();
-  n.term = n.disk.hard_state.term();
+  // The log comes back from its encoded records, as the WAL reads it at a restart.
+  auto durable = n.disk->Recover();
+  if (!durable.ok()) {
+    Fail("node " + std::to_string(n.id) + ": " + durable.status().message());
+    return;
+  }
+  n.engine = factory_(n.id, durable.value(), n.incarnation);
+  n.applied = n.disk->snapshot_index();
+  n.term = n.disk->hard_state().term();
   n.up = true;
+  OpenStateMachine(n);
+  if (!result_.ok) {
+    n.up = false;
+    return;
+  }
   Event* tick = NewEvent(static_cast<int64_t>(rng_.Below(opt_.tick_ms * kMs)), EventKind::kTick);
   tick->node = n.id;
   tick->incarnation = n.incarnation;
 }
 
+// Opens the member's state machine as the node runtime does at a start: one that lost writes
+// the snapshot covers (or was caught in the middle of an install) starts again from the
+// snapshot; the log replays the rest (entries it already holds are skipped).
+void Simulation::OpenStateMachine(Node& n) {
+  if (Status s = n.state->Open(n.disk->snapshot()); !s.ok()) {
+    Fail("node " + std::to_string(n.id) + ": the state machine does not open: " + s.message());
+    return;
+  }
+  RecordFingerprint(n);
+}
+
+void Simulation::RecordFingerprint(Node& n) {
+  auto fp = n.state->Fingerprint();
+  if (!fp.ok()) {
+    Fail("node " + std::to_string(n.id) +
+         ": the state machine cannot be read: " + fp.status().message());
+    return;
+  }
+  checker_.OnStoreState(n.id, n.state->AppliedIndex(), fp.value().revision,
+                        fp.value().compact_revision, fp.value().hash);
+  result_.stats.fingerprints++;
+}
+
 void Simulation::Crash(Node& n) {
-  // Everything not fsynced is gone: the Ready being persisted, the engine's memory,
-  // the state machine (rebuilt from the snapshot and the log), pending requests.
+  // Everything not fsynced is gone: the Ready being persisted, the engine's memory, the
+  // state machine's unflushed writes (the log replays them), pending requests.
   n.up = false;
   n.incarnation++;
   n.persisting.reset();
   n.engine.reset();
+  n.state->Crash();
   n.writes.clear();
   n.reads.clear();
   n.reads_to_serve.clear();
@@ -322,9 +368,10 @@ void Simulation::Crash(Node& n) {
 void Simulation::Restart(Node& n) {
   if (n.up) return;
   StartNode(n);
+  if (!n.up) return;
   Trace("restart n" + std::to_string(n.id) + " (term " + std::to_string(n.term) + ", log " +
-        std::to_string(n.disk.snapshot.metadata().index()) + "+" +
-        std::to_string(n.disk.entries.size()) + ")");
+        std::to_string(n.disk->snapshot_index()) + "+" + std::to_string(n.disk->entries().size()) +
+        ", state machine at " + std::to_string(n.state->AppliedIndex()) + ")");
   PumpReady(n);
 }
 
@@ -350,7 +397,7 @@ void Simulation::PumpReady(Node& n) {
     // A hard state that only advanced the commit index is not waited for; modelled by its
     // worst case: it never reaches the disk.
     if (runtime_persistence_ && rd.hard_state && rd.entries.empty() && !rd.snapshot &&
-        consensus::OnlyCommitAdvanced(*rd.hard_state, n.disk.hard_state)) {
+        consensus::OnlyCommitAdvanced(*rd.hard_state, n.disk->hard_state())) {
       rd.hard_state.reset();
     }
     const bool needs_fsync = rd.hard_state || !rd.entries.empty() || rd.snapshot;
@@ -386,36 +433,32 @@ void Simulation::ObserveRole(Node& n, const Ready& rd) {
 void Simulation::CompletePersist(Node& n) {
   Ready rd = std::move(*n.persisting);
   n.persisting.reset();
-  Disk& disk = n.disk;
-  if (rd.snapshot) {
-    disk.snapshot = *rd.snapshot;
-    disk.entries.clear();  // the leader's snapshot replaces this member's whole log
-  }
-  if (!rd.entries.empty()) {
-    const LogIndex first = rd.entries.front().index();
-    const LogIndex base = disk.snapshot.metadata().index();
-    SYNOD_ASSERT(first > base, "entries to persist must follow the snapshot");
-    disk.entries.resize(std::min<size_t>(disk.entries.size(), first - base - 1));
-    SYNOD_ASSERT(disk.entries.size() == first - base - 1, "persisted entries must be contiguous");
-    for (auto& e : rd.entries) disk.entries.push_back(std::move(e));
-  }
+  SimDisk& disk = *n.disk;
+  if (rd.snapshot) disk.InstallSnapshot(*rd.snapshot);
+  disk.Append(std::move(rd.entries));
   if (rd.hard_state) {
-    checker_.OnDurableHardState(n.id, disk.hard_state, *rd.hard_state);
+    checker_.OnDurableHardState(n.id, disk.hard_state(), *rd.hard_state);
     // Every entry this member now durably calls committed joins the committed record,
     // before anyone applies it: a leader elected without it is caught at once.
-    const LogIndex base = disk.snapshot.metadata().index();
-    for (LogIndex i = std::max(disk.hard_state.commit(), base) + 1;
-         i <= rd.hard_state->commit() && i - base <= disk.entries.size(); ++i) {
-      checker_.OnCommitted(n.id, rd.hard_state->term(), disk.entries[i - base - 1]);
+    const LogIndex base = disk.snapshot_index();
+    const auto& entries = disk.entries();
+    for (LogIndex i = std::max(disk.hard_state().commit(), base) + 1;
+         i <= rd.hard_state->commit() && i - base <= entries.size(); ++i) {
+      checker_.OnCommitted(n.id, rd.hard_state->term(), entries[i - base - 1]);
     }
-    disk.hard_state = *rd.hard_state;
+    disk.SetHardState(*rd.hard_state);
   }
   // Durable: now the messages may promise it.
   for (auto& m : rd.messages) Send(n.id, std::move(m));
   if (rd.snapshot) {
     const auto& meta = rd.snapshot->metadata();
     checker_.OnSnapshotInstalled(n.id, meta.index(), meta.term());
-    n.state.Restore(rd.snapshot->data());
+    if (Status s = n.state->Install(rd.snapshot->data(), meta.index()); !s.ok()) {
+      Fail("node " + std::to_string(n.id) + ": the leader's snapshot at " +
+           std::to_string(meta.index()) + " does not install: " + s.message());
+      return;
+    }
+    RecordFingerprint(n);
     n.applied = meta.index();
     result_.stats.snapshots_sent++;
     Trace("n" + std::to_string(n.id) + " installs snapshot at " + std::to_string(meta.index()));
@@ -433,7 +476,7 @@ void Simulation::CompletePersist(Node& n) {
   ServeReads(n);
   if (rd.role == Role::kLeader && n.checked_leader_term < n.term) {
     n.checked_leader_term = n.term;
-    checker_.CheckLeaderCompleteness(n.id, n.term, disk.snapshot.metadata().index(), disk.entries);
+    checker_.CheckLeaderCompleteness(n.id, n.term, disk.snapshot_index(), disk.entries());
   }
   n.engine->Advance(rd);
   MaybeSnapshot(n);
@@ -441,15 +484,24 @@ void Simulation::CompletePersist(Node& n) {
 }
 
 void Simulation::ApplyCommitted(Node& n, const std::vector<pb::Entry>& entries) {
+  if (entries.empty()) return;
+  StateMachine& state = *n.state;
   for (const auto& e : entries) {
     checker_.OnApplied(n.id, n.term, e);
     SYNOD_ASSERT(e.index() == n.applied + 1 || !checker_.ok(), "entries are applied in order");
     n.applied = e.index();
-    std::optional<bool> effect;
-    if (e.type() == pb::ENTRY_NORMAL && !e.data().empty()) {
-      auto cmd = KvCommand::Decode(e.data());
-      SYNOD_ASSERT(cmd.has_value(), "the simulator only proposes commands it encoded");
-      effect = n.state.Apply(*cmd);
+    // After a restart the state machine may hold entries the engine hands over again: they
+    // are skipped, as the node runtime skips them.
+    std::optional<kv::ApplyResult> applied;
+    if (e.index() > state.AppliedIndex()) {
+      auto r = state.Apply(e, static_cast<uint64_t>(now_ / kMs));
+      if (!r.ok()) {
+        Fail("node " + std::to_string(n.id) + ": the state machine failed applying entry " +
+             std::to_string(e.index()) + ": " + r.status().message());
+        return;
+      }
+      applied = std::move(r.value());
+      if (e.index() % kFingerprintEvery == 0) RecordFingerprint(n);
     }
     if (e.type() == pb::ENTRY_CONF_CHANGE) {
       pb::ConfChange cc;
@@ -459,42 +511,76 @@ void Simulation::ApplyCommitted(Node& n, const std::vector<pb::Entry>& entries) 
     }
     auto it = n.writes.find(e.index());
     if (it == n.writes.end()) continue;
-    Reply reply;
-    if (it->second.proposal.term == e.term()) {
-      reply.kind = Reply::Kind::kDone;
-      reply.cas_ok = effect.value_or(false);
-    }  // else: another entry took that index; the proposal is lost: retry
-    AnswerClient(it->second, reply);
+    const PendingRequest request = it->second;
     n.writes.erase(it);
+    Reply reply;
+    if (request.proposal.term != e.term()) {
+      AnswerClient(request, reply);  // another entry took that index: lost, retry
+      continue;
+    }
+    if (!applied) continue;  // applied in an earlier life: the answer is lost (time out)
+    if (!applied->status.ok()) {
+      Fail("node " + std::to_string(n.id) + ": a client's request at " + std::to_string(e.index()) +
+           " failed: " + applied->status.message());
+      return;
+    }
+    reply.kind = Reply::Kind::kDone;
+    if (applied->response.has_txn()) {
+      const CasOutcome cas = CasOutcomeOf(applied->response);
+      reply.cas_ok = cas.succeeded;
+      reply.cas_read_known = !cas.succeeded;
+      reply.cas_read = cas.read;
+    }
+    AnswerClient(request, reply);
   }
   result_.stats.committed = std::max(result_.stats.committed, n.applied);
+  // Now and then the state machine's writes reach its disk, as when RocksDB flushes a full
+  // memtable: a crash loses only what came after (and a restart must find that state).
+  const bool flush = rng_.Chance(0.02);
+  if (Status s = state.AfterApply(flush); !s.ok()) {
+    Fail("node " + std::to_string(n.id) + ": the state machine failed: " + s.message());
+    return;
+  }
+  if (flush) RecordFingerprint(n);
 }
 
 void Simulation::ServeReads(Node& n) {
-  while (!n.reads_to_serve.empty() && n.reads_to_serve.begin()->first <= n.applied) {
+  while (!n.reads_to_serve.empty() && n.reads_to_serve.begin()->first <= n.state->AppliedIndex()) {
     const PendingRequest r = n.reads_to_serve.begin()->second;
     n.reads_to_serve.erase(n.reads_to_serve.begin());
+    auto read = n.state->Get(r.key);
+    if (!read.ok()) {
+      Fail("node " + std::to_string(n.id) + ": a read of " + r.key +
+           " failed: " + read.status().message());
+      return;
+    }
     Reply reply;
     reply.kind = Reply::Kind::kDone;
-    reply.read = n.state.Get(clients_[r.client].key);
+    reply.read = read.value();
     AnswerClient(r, reply);
   }
 }
 
 void Simulation::MaybeSnapshot(Node& n) {
-  const LogIndex base = n.disk.snapshot.metadata().index();
+  const LogIndex base = n.disk->snapshot_index();
   if (n.applied < base + static_cast<LogIndex>(opt_.snapshot_every)) return;
+  if (n.state->AppliedIndex() != n.applied) return;  // still replaying what it holds
+  LogIndex index = 0;
+  auto data = n.state->Snapshot(&index);
+  if (!data.ok()) {
+    Fail("node " + std::to_string(n.id) +
+         ": the state machine cannot take a snapshot: " + data.status().message());
+    return;
+  }
+  RecordFingerprint(n);  // the state a member installing this snapshot must reach
   pb::Snapshot snap;
-  snap.mutable_metadata()->set_index(n.applied);
-  snap.set_data(n.state.Snapshot());
+  snap.mutable_metadata()->set_index(index);
+  snap.set_data(std::move(data.value()));
   auto meta = n.engine->Compact(snap);
   if (!meta.ok()) return;  // e.g. not yet durable; try again later
   // The snapshot file is written and fsynced, then the log prefix it covers dropped.
   *snap.mutable_metadata() = meta.value();
-  const LogIndex index = meta.value().index();
-  auto& entries = n.disk.entries;
-  entries.erase(entries.begin(), entries.begin() + static_cast<long>(index - base));
-  n.disk.snapshot = std::move(snap);
+  n.disk->Compact(std::move(snap));
 }
 
 std::string Simulation::DescribeNode(Node& n) {
@@ -571,30 +657,41 @@ void Simulation::Send(NodeId from, pb::Message m) {
 void Simulation::ClientStart(Client& c) {
   c.op_id = next_op_id_++;
   c.key = "k" + std::to_string(rng_.Below(opt_.keys));
-  check::KvOperation op;
-  op.client = c.id;
-  op.key = c.key;
-  op.call_time = now_;
-  op.completed = false;
-  const uint64_t dice = rng_.Below(10);
+  const uint64_t dice = rng_.Below(20);
   const std::string value = "c" + std::to_string(c.id) + "-" + std::to_string(c.op_id);
-  if (dice < 4) {
-    c.type = OpType::kGet;
-    op.kind = check::OpKind::kGet;
-  } else if (dice < 8) {
-    c.type = OpType::kPut;
-    c.command = KvCommand{KvCommand::Kind::kPut, c.key, value, std::nullopt};
-    op.kind = check::OpKind::kPut;
-    op.value = value;
+  if (dice >= 18) {
+    // Outside the checked keys: puts and deletes, single and ranged.
+    c.type = OpType::kUnchecked;
+    c.key = "d" + std::to_string(rng_.Below(opt_.keys));
+    const uint64_t which = rng_.Below(4);
+    c.command = which < 2    ? PutRequest(c.key, value)
+                : which == 2 ? DeleteRequest(c.key, "")
+                             : DeleteRequest("d", "e");
+    c.history_slot = SIZE_MAX;
   } else {
-    c.type = OpType::kCas;
-    c.command = KvCommand{KvCommand::Kind::kCas, c.key, value, c.last_read};
-    op.kind = check::OpKind::kCas;
-    op.value = value;
-    op.expected = c.last_read;
+    check::KvOperation op;
+    op.client = c.id;
+    op.key = c.key;
+    op.call_time = now_;
+    op.completed = false;
+    if (dice < 8) {
+      c.type = OpType::kGet;
+      op.kind = check::OpKind::kGet;
+    } else if (dice < 15) {
+      c.type = OpType::kPut;
+      c.command = PutRequest(c.key, value);
+      op.kind = check::OpKind::kPut;
+      op.value = value;
+    } else {
+      c.type = OpType::kCas;
+      c.command = CasRequest(c.key, c.last_read, value, rng_.Chance(0.5));
+      op.kind = check::OpKind::kCas;
+      op.value = value;
+      op.expected = c.last_read;
+    }
+    c.history_slot = history_.size();
+    history_.push_back(std::move(op));
   }
-  c.history_slot = history_.size();
-  history_.push_back(std::move(op));
   Event* timeout = NewEvent(1500 * kMs, EventKind::kClientTimeout);
   timeout->client = c.id;
   timeout->op_id = c.op_id;
@@ -611,14 +708,14 @@ void Simulation::ClientSend(Client& c, int64_t delay_us) {
 void Simulation::HandleRequest(Node& n, const Event& ev) {
   Client& c = clients_[ev.client];
   if (c.op_id != ev.op_id) return;
-  PendingRequest req{c.id, c.op_id, {}};
+  PendingRequest req{c.id, c.op_id, c.key, {}};
   Status status;
   if (c.type == OpType::kGet) {
     const uint64_t read_id = next_read_id_++;
     status = n.engine->ReadIndex(read_id);
     if (status.ok()) n.reads[read_id] = req;
   } else {
-    auto proposed = n.engine->Propose(c.command.Encode());
+    auto proposed = n.engine->Propose(c.command.SerializeAsString());
     status = proposed.status();
     if (proposed.ok()) {
       req.proposal = proposed.value();
@@ -652,16 +749,33 @@ void Simulation::HandleReply(Client& c, const Event& ev) {
     ClientSend(c, hint != 0 ? 1000 : 20 * kMs);
     return;
   }
-  check::KvOperation& op = history_[c.history_slot];
-  op.completed = true;
-  op.return_time = now_;
-  if (c.type == OpType::kGet) {
-    op.read = ev.reply.read;
-    c.last_read = ev.reply.read;
-  } else if (c.type == OpType::kCas) {
-    op.cas_succeeded = ev.reply.cas_ok;
+  if (c.type != OpType::kUnchecked) {
+    check::KvOperation& op = history_[c.history_slot];
+    op.completed = true;
+    op.return_time = now_;
+    if (c.type == OpType::kGet) {
+      op.read = ev.reply.read;
+      c.last_read = ev.reply.read;
+    } else if (c.type == OpType::kCas) {
+      op.cas_succeeded = ev.reply.cas_ok;
+    }
+    if (opt_.trace) Trace(check::FormatOperation(op));
+    if (c.type == OpType::kCas && ev.reply.cas_read_known) {
+      // The failed swap read the key when it was applied, inside the operation's interval:
+      // that read joins the history as a get of its own.
+      check::KvOperation read = op;
+      read.kind = check::OpKind::kGet;
+      read.value.clear();
+      read.expected.reset();
+      read.cas_succeeded = false;
+      read.read = ev.reply.cas_read;
+      c.last_read = ev.reply.cas_read;
+      if (opt_.trace) Trace(check::FormatOperation(read));
+      history_.push_back(std::move(read));
+    }
+  } else if (opt_.trace) {
+    Trace("client " + std::to_string(c.id) + ": " + c.command.ShortDebugString() + " done");
   }
-  if (opt_.trace) Trace(check::FormatOperation(op));
   result_.stats.ops_ok++;
   c.op_id = 0;
   Event* next = NewEvent(static_cast<int64_t>(rng_.Between(0, 20)) * kMs, EventKind::kClientStart);
@@ -809,6 +923,24 @@ void Simulation::FaultMembership() {
   PumpReady(N(*leader));
 }
 
+// etcd's revision-based auto-compaction, run by the leader: history older than the last
+// `compaction_retention_` revisions is compacted through the log.
+void Simulation::ProposeCompaction() {
+  NewEvent(static_cast<int64_t>(rng_.Between(500, 2000)) * kMs, EventKind::kCompact);
+  const auto leader = Leader();
+  if (!leader) return;
+  Node& n = N(*leader);
+  const int64_t target = n.state->Revision() - compaction_retention_;
+  if (target <= std::max<int64_t>(n.state->CompactRevision(), 1)) return;
+  auto proposed = n.engine->Propose(CompactionRequest(target).SerializeAsString());
+  if (proposed.ok()) {
+    result_.stats.compactions++;
+    Trace("n" + std::to_string(n.id) + " proposes a compaction at revision " +
+          std::to_string(target) + " at index " + std::to_string(proposed.value().index));
+  }
+  PumpReady(n);
+}
+
 void Simulation::StartLivenessPhase() {
   liveness_phase_ = true;
   liveness_start_ = now_;
@@ -824,7 +956,7 @@ void Simulation::StartLivenessPhase() {
 
 void Simulation::CheckLogMatching() {
   std::map<NodeId, std::vector<pb::Entry>> logs;
-  for (auto& [id, n] : nodes_) logs[id] = n.disk.entries;
+  for (auto& [id, n] : nodes_) logs[id] = n.disk->entries();
   checker_.CheckLogMatching(logs, EngineHasLogMatching(opt_.engine));
   if (!checker_.ok()) Fail(checker_.violation());
 }
@@ -844,11 +976,18 @@ void Simulation::CheckLinearizability() {
 SimResult Simulation::Run() {
   loss_ = opt_.faults.loss ? 0.02 : 0;
   duplicate_ = opt_.faults.duplicate ? 0.02 : 0;
+  compaction_retention_ = static_cast<int64_t>(rng_.Between(1, 30));
+  StateMachineOptions state_machine_options;
+  state_machine_options.kind = opt_.state_machine;
+  state_machine_options.compact_step_entries = static_cast<size_t>(rng_.Between(16, 256));
+  state_machine_options.snapshot_mid_compaction = opt_.snapshot_mid_compaction;
+  pb::ConfState initial;
+  for (int v = 1; v <= opt_.nodes; ++v) initial.add_voters(v);
   for (int i = 1; i <= opt_.nodes; ++i) {
     Node& n = nodes_[i];
     n.id = i;
-    for (int v = 1; v <= opt_.nodes; ++v)
-      n.disk.snapshot.mutable_metadata()->mutable_conf_state()->add_voters(v);
+    n.disk = std::make_unique<SimDisk>(initial);
+    n.state = MakeStateMachine(state_machine_options);
   }
   for (auto& [id, n] : nodes_) StartNode(n);
   clients_.resize(opt_.clients);
@@ -860,6 +999,7 @@ SimResult Simulation::Run() {
     ev->client = i;
   }
   ScheduleNextFault();
+  NewEvent(static_cast<int64_t>(rng_.Between(500, 2000)) * kMs, EventKind::kCompact);
   NewEvent(opt_.fault_ms * kMs, EventKind::kLivenessPhase);
   NewEvent((opt_.fault_ms + opt_.liveness_ms) * kMs, EventKind::kEnd);
 
@@ -922,6 +1062,9 @@ SimResult Simulation::Run() {
       case EventKind::kFault:
         Fault();
         break;
+      case EventKind::kCompact:
+        ProposeCompaction();
+        break;
       case EventKind::kCrash: {
         Node& n = N(ev->node);
         if (!n.up || n.incarnation != ev->incarnation || liveness_phase_) break;
@@ -961,6 +1104,10 @@ SimResult Simulation::Run() {
   replay << "synod-sim --engine " << opt_.engine << " --nodes " << opt_.nodes << " --seed "
          << opt_.seed << " --faults " << opt_.faults.ToString() << " --fault-ms " << opt_.fault_ms
          << " --trace";
+  if (opt_.clients != SimOptions{}.clients) replay << " --clients " << opt_.clients;
+  if (opt_.keys != SimOptions{}.keys) replay << " --keys " << opt_.keys;
+  if (opt_.state_machine != "kv") replay << " --state-machine " << opt_.state_machine;
+  if (opt_.snapshot_mid_compaction) replay << " --snapshot-mid-compaction";
   if (opt_.planted_bug != PlantedBug::kNone) {
     replay << " --planted-bug " << consensus::PlantedBugName(opt_.planted_bug);
   }

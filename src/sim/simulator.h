@@ -53,6 +53,12 @@ struct SimOptions {
   int64_t fault_interval_ms_min = 50;
   int64_t fault_interval_ms_max = 500;
   int snapshot_every = 40;  // entries applied between snapshots
+  // What the members apply their logs to: "kv", the real key-value store (kv::Store on
+  // RocksDB in memory), or "toy", a fast map answering the same requests (state_machine.h).
+  std::string state_machine = "kv";
+  // kv: let members snapshot while physical compaction is under way, so that two members'
+  // snapshots at one index can differ (docs/simulator.md says why that is off by default).
+  bool snapshot_mid_compaction = false;
   consensus::PlantedBug planted_bug = consensus::PlantedBug::kNone;
   bool trace = false;  // print every trace line as it happens
 };
@@ -68,6 +74,8 @@ struct SimStats {
   uint64_t conf_changes = 0;
   uint64_t transfers = 0;
   uint64_t snapshots_sent = 0;
+  uint64_t compactions = 0;              // compactions of the key-value history proposed
+  uint64_t fingerprints = 0;             // state machine fingerprints taken for replica agreement
   uint64_t ops_ok = 0;                   // client operations answered
   uint64_t ops_timed_out = 0;            // client operations with an unknown outcome
   uint64_t committed = 0;                // highest committed index
