@@ -112,6 +112,12 @@ class Server {
     header->set_raft_term(term_.load(std::memory_order_relaxed));
     if (header->revision() == 0) header->set_revision(store_->Revision());
   }
+  // Whether this member knows a leader now.
+  bool HasLeader() const { return LeaderId() != 0; }
+  // `listener` runs (on the lessor thread) each time this member has had no leader for
+  // three election timeouts in a row: etcd then ends the streams of clients that require
+  // a leader ("hasleader" metadata). Register before the server starts serving.
+  void OnNoLeader(std::function<void()> listener);
   // Blocks until the server is asked to stop (SIGTERM handling is the caller's).
   void Wait();
   void Shutdown();
@@ -155,6 +161,7 @@ class Server {
   // promoting caught-up learners.
   void LessorLoop();
   void LessorStep();
+  void MonitorLeader(std::chrono::steady_clock::time_point now);
   void PublishSelfIfNeeded();
   void CheckRemoved(const runtime::NodeStatus& status);
   void AutoPromoteLearners(const runtime::NodeStatus& status);
@@ -188,6 +195,9 @@ class Server {
 
   // Lessor thread state.
   std::set<int64_t> revoking_;  // leases whose revocation is in flight (under revoke_mu_)
+  std::mutex no_leader_mu_;
+  std::vector<std::function<void()>> no_leader_listeners_;   // under no_leader_mu_
+  std::chrono::steady_clock::time_point no_leader_since_{};  // lessor thread; {}: a leader
   std::mutex revoke_mu_;
   std::atomic<bool> publishing_{false};
   uint64_t leaderless_since_ms_ = 0;    // lessor thread only

@@ -36,8 +36,38 @@ void Server::LessorLoop() {
   }
 }
 
+void Server::OnNoLeader(std::function<void()> listener) {
+  std::lock_guard lock(no_leader_mu_);
+  no_leader_listeners_.push_back(std::move(listener));
+}
+
+// etcd's monitorLeader: reconnecting a stream costs more than refusing a new one, so
+// streams end only once the member has been without a leader for three election timeouts
+// (and again after each further three).
+void Server::MonitorLeader(std::chrono::steady_clock::time_point now) {
+  if (HasLeader()) {
+    no_leader_since_ = {};
+    return;
+  }
+  if (no_leader_since_ == std::chrono::steady_clock::time_point{}) {
+    no_leader_since_ = now;
+    return;
+  }
+  if (now - no_leader_since_ < 3 * std::chrono::milliseconds(config_.election_timeout_ms)) return;
+  no_leader_since_ = now;
+  std::vector<std::function<void()>> listeners;
+  {
+    std::lock_guard lock(no_leader_mu_);
+    listeners = no_leader_listeners_;
+  }
+  LogWarn("no leader for " + std::to_string(3 * config_.election_timeout_ms) +
+          " ms: ending the streams that require one");
+  for (auto& listener : listeners) listener();
+}
+
 void Server::LessorStep() {
   revision_waiters_->Expire(std::chrono::steady_clock::now());
+  MonitorLeader(std::chrono::steady_clock::now());
   const runtime::NodeStatus status = node_->GetStatus();
   term_.store(status.engine.term, std::memory_order_relaxed);
   const bool leader = status.engine.role == consensus::Role::kLeader;

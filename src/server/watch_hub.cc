@@ -88,9 +88,10 @@ class WatchStream {
  public:
   std::mutex mu;  // guards everything below, and every call to `sink`
   uint64_t id = 0;
-  WatchSink* sink = nullptr;  // null once ended
-  bool closing = false;       // cancelled, broken or stopped: end when no write is in flight
-  bool ended = false;         // sink->End was called
+  WatchSink* sink = nullptr;    // null once ended
+  bool closing = false;         // cancelled, broken or stopped: end when no write is in flight
+  bool ended = false;           // sink->End was called
+  bool require_leader = false;  // ended when the member has long had no leader
   grpc::Status end_status;
   bool write_in_flight = false;
   bool read_paused = false;  // the outbox is full: the next read waits for it to drain
@@ -529,9 +530,10 @@ WatchResponse WatchHub::NewResponse(int64_t watch_id) const {
 // ---------------------------------------------------------------------------------
 // Streams
 
-std::shared_ptr<WatchStream> WatchHub::Open(WatchSink* sink) {
+std::shared_ptr<WatchStream> WatchHub::Open(WatchSink* sink, bool require_leader) {
   auto s = std::make_shared<WatchStream>();
   s->sink = sink;
+  s->require_leader = require_leader;
   bool stopped;
   {
     std::lock_guard lock(mu_);
@@ -661,6 +663,18 @@ void WatchHub::Stop() {
   for (const auto& s : open) Close(s.get(), Stopped());
 }
 
+void WatchHub::EndStreamsRequiringLeader(const grpc::Status& status) {
+  std::vector<std::shared_ptr<WatchStream>> open;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, s] : streams_) open.push_back(s);
+  }
+  // require_leader never changes after Open: read without the stream's lock.
+  for (const auto& s : open) {
+    if (s->require_leader) Close(s.get(), status);
+  }
+}
+
 WatchHubStats WatchHub::Stats() const {
   WatchHubStats stats;
   std::vector<std::shared_ptr<WatchStream>> open;
@@ -690,10 +704,10 @@ namespace {
 class WatchReactor final : public grpc::ServerBidiReactor<WatchRequest, WatchResponse>,
                            public WatchSink {
  public:
-  explicit WatchReactor(std::shared_ptr<WatchHub> hub) : hub_(std::move(hub)) {
+  WatchReactor(std::shared_ptr<WatchHub> hub, bool require_leader) : hub_(std::move(hub)) {
     // gRPC holds operations started before the reactor is bound (this constructor), so
     // no callback can run before stream_ is set.
-    stream_ = hub_->Open(this);
+    stream_ = hub_->Open(this, require_leader);
   }
 
   void OnReadDone(bool ok) override { hub_->Receive(stream_.get(), ok ? &request_ : nullptr); }
@@ -714,15 +728,31 @@ class WatchReactor final : public grpc::ServerBidiReactor<WatchRequest, WatchRes
   WatchRequest request_;
 };
 
+// A stream refused before it starts (etcd: no leader while the client requires one).
+class RefusedWatch final : public grpc::ServerBidiReactor<WatchRequest, WatchResponse> {
+ public:
+  explicit RefusedWatch(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
 class WatchService final : public etcdserverpb::Watch::CallbackService {
  public:
-  WatchService(std::shared_ptr<WatchHub> hub, std::function<void()> on_stop)
-      : hub_(std::move(hub)), on_stop_(std::move(on_stop)) {}
+  WatchService(std::shared_ptr<WatchHub> hub, std::function<bool()> has_leader,
+               std::function<void()> on_stop)
+      : hub_(std::move(hub)), has_leader_(std::move(has_leader)), on_stop_(std::move(on_stop)) {}
   ~WatchService() override { Stop(); }
 
   grpc::ServerBidiReactor<WatchRequest, WatchResponse>* Watch(
-      grpc::CallbackServerContext* /*context*/) override {
-    return new WatchReactor(hub_);
+      grpc::CallbackServerContext* context) override {
+    // etcd's clients (etcdctl watch among them) send "hasleader: true" to be told when the
+    // member they watch through is cut off from the cluster.
+    const auto& metadata = context->client_metadata();
+    auto it = metadata.find("hasleader");
+    const bool require_leader = it != metadata.end() && it->second == "true";
+    if (require_leader && has_leader_ && !has_leader_()) {
+      return new RefusedWatch(grpc::Status(grpc::StatusCode::UNAVAILABLE, kWatchNoLeader));
+    }
+    return new WatchReactor(hub_, require_leader);
   }
 
   void Stop() {
@@ -734,6 +764,7 @@ class WatchService final : public etcdserverpb::Watch::CallbackService {
 
  private:
   const std::shared_ptr<WatchHub> hub_;
+  const std::function<bool()> has_leader_;  // null: never refuse
   const std::function<void()> on_stop_;
   std::once_flag stopped_;
 };
@@ -741,8 +772,9 @@ class WatchService final : public etcdserverpb::Watch::CallbackService {
 }  // namespace
 
 std::unique_ptr<grpc::Service> MakeWatchService(std::shared_ptr<WatchHub> hub,
+                                                std::function<bool()> has_leader,
                                                 std::function<void()> on_stop) {
-  return std::make_unique<WatchService>(std::move(hub), std::move(on_stop));
+  return std::make_unique<WatchService>(std::move(hub), std::move(has_leader), std::move(on_stop));
 }
 
 void StopWatchService(grpc::Service* service) {

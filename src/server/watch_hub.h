@@ -116,7 +116,9 @@ class WatchHub {
 
   // A new stream writing to `sink`: the hub starts reading its requests. After Stop the
   // stream is ended at once (UNAVAILABLE).
-  std::shared_ptr<WatchStream> Open(WatchSink* sink);
+  // `require_leader`: the client asked for a leader (etcd's "hasleader" metadata): the
+  // stream ends at EndStreamsRequiringLeader.
+  std::shared_ptr<WatchStream> Open(WatchSink* sink, bool require_leader = false);
   // The sink's read finished: `request`, or nullptr when the client sends no more (etcd
   // keeps a half-closed stream and its watchers until the client cancels).
   void Receive(WatchStream* stream, const etcdserverpb::WatchRequest* request);
@@ -124,6 +126,9 @@ class WatchHub {
   void WriteDone(WatchStream* stream, bool ok);
   // The RPC is cancelled (or the server stops it): ends it as soon as no write is in flight.
   void Close(WatchStream* stream, grpc::Status status);
+  // Ends, with `status`, every open stream whose client required a leader: this member
+  // has had none for a while.
+  void EndStreamsRequiringLeader(const grpc::Status& status);
 
   // Ends every stream (UNAVAILABLE, "etcdserver: server stopped") and stops the hub thread;
   // the store is not read after it returns. Idempotent.
@@ -178,10 +183,15 @@ class WatchHub {
 };
 
 // The etcdserverpb.Watch service over `hub` (gRPC callback API: a reactor per stream).
-// `on_stop` runs once, before the hub stops, when the service is stopped or destroyed (the
-// server unsubscribes the hub from its revision feed there).
+// `has_leader` (may be null): whether the member knows a leader; a client that requires
+// one (metadata "hasleader: true") is refused without (UNAVAILABLE "etcdserver: no
+// leader"), as etcd does. `on_stop` runs once, before the hub stops, when the service is
+// stopped or destroyed (the server unsubscribes the hub from its revision feed there).
 std::unique_ptr<grpc::Service> MakeWatchService(std::shared_ptr<WatchHub> hub,
+                                                std::function<bool()> has_leader,
                                                 std::function<void()> on_stop);
+// etcd's message for a stream that required a leader the member does not have.
+inline constexpr char kWatchNoLeader[] = "etcdserver: no leader";
 // Ends every watch stream of a service made above (UNAVAILABLE, "server stopped"), so that
 // a server shutting down does not wait for watchers to hang up. Idempotent.
 void StopWatchService(grpc::Service* service);

@@ -19,8 +19,15 @@ std::unique_ptr<grpc::Service> MakeWatchService(Server* server) {
   // The listener runs on the apply thread: Notify only sets a flag and wakes the hub.
   const uint64_t subscription =
       feed->Subscribe([hub = hub.get()](int64_t revision) { hub->Notify(revision); });
-  return MakeWatchService(std::move(hub),
-                          [feed, subscription] { feed->Unsubscribe(subscription); });
+  // Streams of clients that require a leader end once this member has long had none.
+  server->OnNoLeader([weak = std::weak_ptr<WatchHub>(hub)] {
+    if (auto h = weak.lock()) {
+      h->EndStreamsRequiringLeader(grpc::Status(grpc::StatusCode::UNAVAILABLE, kWatchNoLeader));
+    }
+  });
+  return MakeWatchService(
+      std::move(hub), [server] { return server->HasLeader(); },
+      [feed, subscription] { feed->Unsubscribe(subscription); });
 }
 
 }  // namespace synod::server

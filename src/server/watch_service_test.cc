@@ -30,7 +30,8 @@ class WatchServiceTest : public ::testing::Test {
       h->set_cluster_id(7);
       h->set_revision(store_->Revision());
     });
-    service_ = MakeWatchService(hub_, [this] { on_stop_calls_++; });
+    service_ = MakeWatchService(
+        hub_, [this] { return has_leader_.load(); }, [this] { on_stop_calls_++; });
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -75,7 +76,44 @@ class WatchServiceTest : public ::testing::Test {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<etcdserverpb::Watch::Stub> stub_;
   std::atomic<int> on_stop_calls_{0};
+  std::atomic<bool> has_leader_{true};
 };
+
+// etcd's require-leader: a client that sends "hasleader: true" is refused while the member
+// has no leader, and its open streams end when the member has long had none; other
+// clients' streams go on.
+TEST_F(WatchServiceTest, StreamsThatRequireALeaderEndWithoutOne) {
+  grpc::ClientContext plain_ctx, leader_ctx;
+  leader_ctx.AddMetadata("hasleader", "true");
+  auto plain = stub_->Watch(&plain_ctx);
+  auto requiring = stub_->Watch(&leader_ctx);
+  WatchResponse r;
+  ASSERT_TRUE(plain->Write(Create("a")));
+  ASSERT_TRUE(plain->Read(&r));
+  ASSERT_TRUE(requiring->Write(Create("a")));
+  ASSERT_TRUE(requiring->Read(&r));
+  ASSERT_TRUE(WaitStreams(2));
+
+  hub_->EndStreamsRequiringLeader(grpc::Status(grpc::StatusCode::UNAVAILABLE, kWatchNoLeader));
+  EXPECT_FALSE(requiring->Read(&r));
+  const grpc::Status ended = requiring->Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(ended.error_message(), "etcdserver: no leader");
+  Put("a", "1");
+  ASSERT_TRUE(plain->Read(&r)) << "a stream that did not require a leader goes on";
+  EXPECT_EQ(r.events_size(), 1);
+
+  has_leader_ = false;
+  grpc::ClientContext late_ctx;
+  late_ctx.AddMetadata("hasleader", "true");
+  auto late = stub_->Watch(&late_ctx);
+  EXPECT_FALSE(late->Read(&r));
+  EXPECT_EQ(late->Finish().error_message(), "etcdserver: no leader");
+
+  plain_ctx.TryCancel();
+  plain->Finish();
+  EXPECT_TRUE(WaitStreams(0));
+}
 
 TEST_F(WatchServiceTest, CreatePutCancel) {
   grpc::ClientContext ctx;

@@ -539,6 +539,7 @@ class BackgroundCtl:
             with self._cond:
                 sink.append(line.decode("utf-8", "replace"))
                 self._cond.notify_all()
+        pipe.close()  # at end of output: the process exited or closed it
         with self._cond:
             self._cond.notify_all()
 

@@ -6,6 +6,8 @@ DurabilityTest    SIGKILL of the leader under a stream of acknowledged puts; SIG
                   restart of every member.
 StartupTest       a data dir from another cluster, unsupported or unknown flags, bad
                   values, a port in use, --version and --help.
+LeaderLossTest    a member cut off from the others ends the watches of clients that
+                  require a leader (etcdctl's do), as etcd does.
 """
 
 import os
@@ -274,6 +276,38 @@ class DurabilityTest(ClusterTestCase):
                          % p)
         self.ctl_ok("put", p + "new", "after restart")
         self.assertEqual(self.ctl_json("get", p + "new")["header"]["revision"], revision + 1)
+
+
+class LeaderLossTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        require_tools()
+
+    def test_a_watch_through_a_member_without_a_leader_ends(self):
+        # Short timeouts: the member gives up on its leader after 3 election timeouts.
+        flags = ["--heartbeat-interval", "50", "--election-timeout", "500"]
+        with Cluster(3, flags=flags) as c:
+            survivor = c.members[2].endpoint
+            w = c.etcdctl_background("watch", "leader-loss/k", endpoint=survivor)
+            self.addCleanup(w.stop)
+            for i in range(50):  # until the watch is established and delivers
+                c.etcdctl_ok("put", "leader-loss/k", "v%d" % i, endpoint=survivor)
+                try:
+                    w.wait_for(lambda out: "\nv%d\n" % i in out, timeout=1.0, message="event")
+                    break
+                except AssertionError:
+                    if not w.running():
+                        raise
+            c.kill(0)
+            c.kill(1)
+            started = time.monotonic()
+            code = w.wait(30)
+            waited = time.monotonic() - started
+            self.assertNotEqual(code, 0, w.stderr)
+            self.assertIn("no leader", w.stderr)
+            # Not at once (a leader may come back), and not much later than 3 x 500 ms.
+            self.assertGreater(waited, 1.0)
+            self.assertLess(waited, 10.0)
 
 
 class StartupTest(unittest.TestCase):
