@@ -225,6 +225,7 @@ class Paxos final : public Engine {
   std::optional<pb::Snapshot> snapshot_to_install_;
   pb::SnapshotMetadata incoming_snapshot_meta_;
   std::string incoming_snapshot_data_;
+  NodeId incoming_snapshot_from_ = kNoNode;  // who sends the chunks being joined
 
   std::vector<pb::Message> msgs_;
   bool ready_outstanding_ = false;

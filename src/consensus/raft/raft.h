@@ -171,6 +171,7 @@ class Raft final : public Engine {
   std::optional<pb::Snapshot> snapshot_to_install_;
   pb::SnapshotMetadata incoming_snapshot_meta_;  // chunks being received
   std::string incoming_snapshot_data_;
+  NodeId incoming_snapshot_from_ = kNoNode;  // who sends the chunks being joined
 
   std::vector<pb::Message> msgs_;
   bool ready_outstanding_ = false;

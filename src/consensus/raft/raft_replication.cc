@@ -304,9 +304,12 @@ void Raft::HandleSnapshot(const pb::Message& m) {
     resp.set_snapshot_offset(next_offset);
     Send(std::move(resp));
   };
+  // Chunks are joined only from one sender: two members' snapshots at the same index hold
+  // the same state but need not be the same bytes (e.g. physical compaction half done).
   if (incoming_snapshot_meta_.index() != meta.index() ||
-      incoming_snapshot_meta_.term() != meta.term()) {
+      incoming_snapshot_meta_.term() != meta.term() || incoming_snapshot_from_ != m.from()) {
     incoming_snapshot_meta_ = meta;  // a new snapshot: start over
+    incoming_snapshot_from_ = m.from();
     incoming_snapshot_data_.clear();
   }
   if (m.snapshot_offset() != incoming_snapshot_data_.size()) {
