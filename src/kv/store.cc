@@ -7,6 +7,7 @@
 #include "base/assert.h"
 #include "kv/errors.h"
 #include "kv/store_internal.h"
+#include "storage/crc32c.h"
 
 namespace synod::kv {
 namespace {
@@ -280,6 +281,22 @@ Result<kvpb::RangeResponse> Store::Range(const kvpb::RangeRequest& request) cons
   const View& v = view.value();
   return ExecuteRange(ReadSource{v.reader.get(), nullptr, v.revision}, v.compact_revision, request,
                       options_.range_bytes_max);
+}
+
+uint32_t Store::ExtendKeyValueHash(uint32_t crc, const kvpb::KeyValue& kv) {
+  std::string record;
+  auto fixed64 = [&record](uint64_t v) {
+    for (int i = 0; i < 8; ++i) record.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  fixed64(kv.key().size());
+  record += kv.key();
+  fixed64(kv.value().size());
+  record += kv.value();
+  fixed64(static_cast<uint64_t>(kv.create_revision()));
+  fixed64(static_cast<uint64_t>(kv.mod_revision()));
+  fixed64(static_cast<uint64_t>(kv.version()));
+  fixed64(static_cast<uint64_t>(kv.lease()));
+  return storage::Crc32c(crc, record.data(), record.size());
 }
 
 int64_t Store::Revision() const {

@@ -132,6 +132,10 @@ class Store {
   // --- Reads (any thread) ---
 
   Result<kvpb::RangeResponse> Range(const kvpb::RangeRequest& request) const;
+  // One live key's part of etcd's HashKV: `crc` extended by len(key) key len(value) value
+  // create_revision mod_revision version lease (lengths and numbers 8 bytes little-endian).
+  // Maintenance.HashKV folds it over every live key in key order; the simulator too.
+  static uint32_t ExtendKeyValueHash(uint32_t crc, const kvpb::KeyValue& kv);
   // The events of revisions >= start_revision on keys of [key, range_end) (etcd's watch key
   // rules: empty range_end is the single key, "\0" every key >= key), in revision order, at
   // least `events_max` of them when that many exist (a revision is never split). Fails with

@@ -33,7 +33,6 @@
 #include "server/server.h"
 #include "server/server_internal.h"
 #include "server/services.h"
-#include "storage/crc32c.h"
 
 namespace synod::server {
 
@@ -80,10 +79,6 @@ struct HashResult {
   int64_t compact_revision = -1;
 };
 
-void AppendFixed64(std::string* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
 // The hash of the store at `revision` (<= 0: the current one): CRC32C over every live key
 // in key order, each as len(key) key len(value) value create_revision mod_revision version
 // lease (lengths and numbers 8 bytes little-endian). Stops early (kUnavailable) once
@@ -102,25 +97,13 @@ Result<HashResult> HashAt(kv::Store& store, int64_t revision,
   page.set_revision(at);
   page.set_limit(kHashPageKeysMin);
   uint32_t crc = 0;
-  std::string record;
   bool first_page = true;
   for (;;) {
     if (cancelled()) return Status(Code::kUnavailable, "cancelled");
     auto r = store.Range(page);
     if (!r.ok()) return r.status();
     const kvpb::RangeResponse& response = r.value();
-    for (const auto& item : response.kvs()) {
-      record.clear();
-      AppendFixed64(&record, item.key().size());
-      record += item.key();
-      AppendFixed64(&record, item.value().size());
-      record += item.value();
-      AppendFixed64(&record, static_cast<uint64_t>(item.create_revision()));
-      AppendFixed64(&record, static_cast<uint64_t>(item.mod_revision()));
-      AppendFixed64(&record, static_cast<uint64_t>(item.version()));
-      AppendFixed64(&record, static_cast<uint64_t>(item.lease()));
-      crc = storage::Crc32c(crc, record.data(), record.size());
-    }
+    for (const auto& item : response.kvs()) crc = kv::Store::ExtendKeyValueHash(crc, item);
     if (!response.more() || response.kvs().empty()) break;
     page.set_key(response.kvs(response.kvs_size() - 1).key() + std::string(1, '\0'));
     if (first_page) {
