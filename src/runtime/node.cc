@@ -1,105 +1,16 @@
 #include "runtime/node.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <string_view>
 
 #include "base/assert.h"
 #include "base/thread_name.h"
 #include "consensus/paxos/paxos.h"
 #include "consensus/raft/raft.h"
-#include "storage/crc32c.h"
 
 namespace synod::runtime {
 
 namespace fs = std::filesystem;
-
-namespace {
-
-// Snapshot files: snap/<index as 16 hex digits>.snap holding
-// [u32 CRC32C of the rest][serialized pb::Snapshot]; written to a temporary name, fsynced,
-// renamed, and the directory fsynced, so a crash leaves either the old or the new file.
-std::string SnapshotPath(const std::string& dir, LogIndex index) {
-  char name[32];
-  std::snprintf(name, sizeof name, "%016llx.snap", static_cast<unsigned long long>(index));
-  return dir + "/" + name;
-}
-
-Status SyncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return Status(Code::kIoError, "open " + dir + ": " + std::strerror(errno));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return Status(Code::kIoError, "fsync " + dir + ": " + std::strerror(errno));
-  return Status::Ok();
-}
-
-// Writes `pieces`, one after the other, as the file `path`: a temp file, fsync, rename,
-// fsync of the directory.
-Status WriteFileDurably(const std::string& path, const std::vector<std::string_view>& pieces) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return Status(Code::kIoError, "create " + tmp + ": " + std::strerror(errno));
-  for (std::string_view bytes : pieces) {
-    size_t done = 0;
-    while (done < bytes.size()) {
-      const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        const Status s(Code::kIoError, "write " + tmp + ": " + std::strerror(errno));
-        ::close(fd);
-        return s;
-      }
-      done += static_cast<size_t>(n);
-    }
-  }
-  if (::fsync(fd) != 0) {
-    const Status s(Code::kIoError, "fsync " + tmp + ": " + std::strerror(errno));
-    ::close(fd);
-    return s;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return Status(Code::kIoError, "rename " + tmp + ": " + std::strerror(errno));
-  }
-  return SyncDir(fs::path(path).parent_path().string());
-}
-
-// The newest snapshot file that reads back intact (older ones are kept one generation).
-Status LoadLatestSnapshot(const std::string& dir, pb::Snapshot* out) {
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.path().extension() == ".snap") names.push_back(e.path().string());
-  }
-  std::sort(names.rbegin(), names.rend());
-  for (const auto& path : names) {
-    std::string bytes;
-    {
-      const int fd = ::open(path.c_str(), O_RDONLY);
-      if (fd < 0) return Status(Code::kIoError, "open " + path + ": " + std::strerror(errno));
-      char buf[1 << 16];
-      ssize_t n;
-      while ((n = ::read(fd, buf, sizeof buf)) > 0) bytes.append(buf, static_cast<size_t>(n));
-      ::close(fd);
-    }
-    uint32_t crc = 0;
-    if (bytes.size() >= 4) std::memcpy(&crc, bytes.data(), 4);
-    if (bytes.size() < 4 || storage::Crc32c(0, bytes.data() + 4, bytes.size() - 4) != crc ||
-        !out->ParseFromArray(bytes.data() + 4, static_cast<int>(bytes.size() - 4))) {
-      return Status(Code::kCorruption, "snapshot file " + path + " is corrupt (checksum mismatch)");
-    }
-    return Status::Ok();
-  }
-  return Status::Ok();  // none yet
-}
-
-}  // namespace
 
 Node::Node(NodeOptions options, StateMachine* state, Transport* transport)
     : options_(std::move(options)), state_(state), transport_(transport) {}
@@ -133,18 +44,20 @@ Status Node::Open() {
   consensus::DurableState durable;
   if (recovered.hard_state) durable.hard_state = *recovered.hard_state;
   durable_hard_state_ = durable.hard_state;
-  if (Status s = LoadLatestSnapshot(options_.data_dir + "/snap", &durable.snapshot); !s.ok())
-    return s;
-  const bool fresh = !recovered.hard_state && durable.snapshot.metadata().index() == 0 &&
-                     recovered.entries.empty();
+  RemoveUnfinishedSnapshotFiles(SnapshotDir());
+  auto loaded = LoadLatestSnapshot(SnapshotDir());
+  if (!loaded.ok()) return loaded.status();
+  durable.snapshot = std::move(loaded.value());
+  const bool fresh =
+      !recovered.hard_state && durable.snapshot.metadata.index() == 0 && recovered.entries.empty();
   if (fresh && !options_.join_existing) {
     // A new cluster: every founding member starts from the same index-0 membership.
     // It is written down as the index-0 snapshot, so that a restart finds it again.
     for (NodeId v : options_.initial_voters)
-      durable.snapshot.mutable_metadata()->mutable_conf_state()->add_voters(v);
-    if (Status s = WriteSnapshotFile(durable.snapshot); !s.ok()) return s;
+      durable.snapshot.metadata.mutable_conf_state()->add_voters(v);
+    if (Status s = WriteSnapshotFile(SnapshotDir(), durable.snapshot); !s.ok()) return s;
   }
-  const LogIndex snap_index = durable.snapshot.metadata().index();
+  const LogIndex snap_index = durable.snapshot.metadata.index();
   if (recovered.snapshot && recovered.snapshot->index() > snap_index) {
     return Status(Code::kCorruption,
                   "the WAL names a snapshot at " + std::to_string(recovered.snapshot->index()) +
@@ -161,7 +74,7 @@ Status Node::Open() {
   // The state machine may have lost unsynced writes: if it is behind the snapshot the
   // log was compacted to, it starts again from the snapshot.
   if (snap_index > 0 && state_->AppliedIndex() < snap_index) {
-    if (Status s = state_->Restore(durable.snapshot.data(), snap_index); !s.ok()) return s;
+    if (Status s = state_->Restore(*durable.snapshot.data, snap_index); !s.ok()) return s;
   }
   snapshot_index_ = snap_index;
   options_.raft.id = options_.id;
@@ -355,10 +268,10 @@ void Node::PersistLoop() {
     }
     storage::WalWrite write;
     if (rd.snapshot) {
-      Status s = WriteSnapshotFile(*rd.snapshot);
+      Status s = WriteSnapshotFile(SnapshotDir(), *rd.snapshot);
       SYNOD_ASSERT(s.ok(),
                    "cannot persist a snapshot: the member must stop (disk full or I/O error)");
-      write.snapshot = rd.snapshot->metadata();
+      write.snapshot = rd.snapshot->metadata;
     }
     write.entries = rd.entries;
     write.hard_state = rd.hard_state;
@@ -378,8 +291,8 @@ void Node::FinishReady(consensus::Ready rd) {
   // Durable: now the messages may promise it.
   Send(std::move(rd.messages));
   if (rd.snapshot) {
-    const auto& meta = rd.snapshot->metadata();
-    Status s = state_->Restore(rd.snapshot->data(), meta.index());
+    const auto& meta = rd.snapshot->metadata;
+    Status s = state_->Restore(*rd.snapshot->data, meta.index());
     SYNOD_ASSERT(s.ok(), "a snapshot from the leader must install");
     snapshot_index_ = meta.index();
     proposals_.erase(proposals_.begin(), proposals_.upper_bound(meta.index()));
@@ -461,32 +374,36 @@ void Node::MaybeSnapshot() {
   JoinSnapshotThread();
   snapshot_thread_ = std::thread([this] {
     NameThisThread("synod-snapshot");
-    LogIndex index = 0;
-    std::string data = state_->Snapshot(&index);
-    Post([this, data = std::move(data), index]() mutable { CompactTo(std::move(data), index); });
-  });
-}
-
-void Node::CompactTo(std::string data, LogIndex index) {
-  pb::Snapshot snap;
-  snap.mutable_metadata()->set_index(index);
-  snap.set_data(std::move(data));
-  auto meta = engine_->Compact(std::move(snap));
-  if (!meta.ok() || index <= snapshot_index_) {
-    snapshotting_ = false;  // e.g. not durable yet, or a leader's snapshot came first
-    return;
-  }
-  // The engine holds the state now (for members far behind); the file is written from
-  // that same immutable copy, so a snapshot costs one copy of the store in memory.
-  std::shared_ptr<const pb::Snapshot> held = engine_->LatestSnapshot();
-  JoinSnapshotThread();  // the thread that took the copy has finished
-  snapshot_thread_ = std::thread([this, held = std::move(held)] {
-    NameThisThread("synod-snapshot");
-    if (Status s = WriteSnapshotFile(*held); !s.ok()) {
+    auto file = SnapshotFileWriter::Create(SnapshotDir());
+    Result<LogIndex> index = file.ok() ? state_->Snapshot(*file.value()) : file.status();
+    if (!index.ok()) {
       Post([this] { snapshotting_ = false; });  // try again later
       return;
     }
-    Post([this, meta = held->metadata()] { FinishSnapshot(meta); });
+    Post([this, file = std::shared_ptr<SnapshotFileWriter>(std::move(file.value())),
+          at = index.value()]() mutable { CompactTo(std::move(file), at); });
+  });
+}
+
+void Node::CompactTo(std::shared_ptr<SnapshotFileWriter> file, LogIndex index) {
+  // The engine holds the file, not the state: it reads the chunks it sends from there.
+  auto data = file->Data();
+  consensus::Snapshot snap;
+  snap.metadata.set_index(index);
+  if (data.ok()) snap.data = std::move(data.value());
+  auto meta = data.ok() ? engine_->Compact(std::move(snap)) : data.status();
+  if (!meta.ok() || index <= snapshot_index_) {
+    snapshotting_ = false;  // e.g. not durable yet, or a leader's snapshot came first
+    return;                 // the file is removed with its writer
+  }
+  JoinSnapshotThread();  // the thread that wrote the state has finished
+  snapshot_thread_ = std::thread([this, file = std::move(file), meta = meta.value()] {
+    NameThisThread("synod-snapshot");
+    if (Status s = file->Finish(meta); !s.ok()) {
+      Post([this] { snapshotting_ = false; });  // try again later
+      return;
+    }
+    Post([this, meta] { FinishSnapshot(meta); });
   });
 }
 
@@ -497,43 +414,6 @@ void Node::FinishSnapshot(const pb::SnapshotMetadata& meta) {
 
 void Node::JoinSnapshotThread() {
   if (snapshot_thread_.joinable()) snapshot_thread_.join();
-}
-
-Status Node::WriteSnapshotFile(const pb::Snapshot& snapshot) {
-  const std::string dir = options_.data_dir + "/snap";
-  // The file: the CRC-32C of the rest, then the serialized pb::Snapshot. The message is
-  // written field by field — the metadata, then the data field's tag and length, then the
-  // data straight from `snapshot` — so that the state (the whole store) is not copied to be
-  // written; the bytes are those SerializeAsString would give.
-  pb::Snapshot head;
-  *head.mutable_metadata() = snapshot.metadata();
-  const std::string meta = head.SerializeAsString();
-  std::string data_prefix;
-  if (!snapshot.data().empty()) {
-    data_prefix.push_back(static_cast<char>((pb::Snapshot::kDataFieldNumber << 3) | 2));
-    for (uint64_t n = snapshot.data().size();; n >>= 7) {  // varint
-      data_prefix.push_back(static_cast<char>((n & 0x7f) | (n >= 0x80 ? 0x80 : 0)));
-      if (n < 0x80) break;
-    }
-  }
-  uint32_t crc = storage::Crc32c(0, meta.data(), meta.size());
-  crc = storage::Crc32c(crc, data_prefix.data(), data_prefix.size());
-  crc = storage::Crc32c(crc, snapshot.data().data(), snapshot.data().size());
-  char crc_bytes[4];
-  std::memcpy(crc_bytes, &crc, 4);
-  if (Status s =
-          WriteFileDurably(SnapshotPath(dir, snapshot.metadata().index()),
-                           {std::string_view(crc_bytes, 4), meta, data_prefix, snapshot.data()});
-      !s.ok())
-    return s;
-  // Keep the newest two snapshot files.
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.path().extension() == ".snap") names.push_back(e.path().string());
-  }
-  std::sort(names.begin(), names.end());
-  for (size_t i = 0; i + 2 < names.size(); ++i) fs::remove(names[i]);
-  return Status::Ok();
 }
 
 }  // namespace synod::runtime

@@ -35,6 +35,7 @@
 #include "base/result.h"
 #include "consensus/api/engine.h"
 #include "consensus/raft/config.h"
+#include "runtime/snapshot_file.h"
 #include "storage/wal.h"
 
 namespace synod::runtime {
@@ -54,12 +55,12 @@ class StateMachine {
   // The index of the last entry applied (0 if none). After a restart the node replays
   // the log from its latest snapshot; entries at or below this are skipped.
   virtual LogIndex AppliedIndex() const = 0;
-  // A consistent copy of the state, as bytes another member's Restore accepts, and in
-  // *index the last entry it covers. Runs on a thread of its own, concurrently with
-  // Apply: snapshots never stall the apply loop.
-  virtual std::string Snapshot(LogIndex* index) = 0;
+  // Writes a consistent copy of the state to `out`, as bytes another member's Restore
+  // accepts, and returns the last entry it covers. Runs on a thread of its own,
+  // concurrently with Apply: snapshots never stall the apply loop.
+  virtual Result<LogIndex> Snapshot(SnapshotWriter& out) = 0;
   // Replaces the whole state by a snapshot taken at `index`.
-  virtual Status Restore(const std::string& data, LogIndex index) = 0;
+  virtual Status Restore(const consensus::SnapshotData& data, LogIndex index) = 0;
 };
 
 // How messages leave: best effort, asynchronous, may drop (the engine retries).
@@ -137,14 +138,16 @@ class Node {
   void Send(std::vector<pb::Message> messages);
   void ApplyCommitted(const std::vector<pb::Entry>& entries);
   void ServeReads();
-  // Snapshots (every snapshot_entries applied entries): the state is copied on the
-  // snapshot thread, the engine compacts on the loop thread, the file is written on the
-  // snapshot thread, and the WAL marker and log release follow on the loop thread.
+  // Snapshots (every snapshot_entries applied entries): on the snapshot thread the state
+  // machine streams its state into a new snapshot file; on the loop thread the engine
+  // compacts, holding that file (not a copy of the state); on the snapshot thread the
+  // file gets its metadata and is made durable; the WAL marker and log release follow on
+  // the loop thread.
   void MaybeSnapshot();
-  void CompactTo(std::string data, LogIndex index);
+  void CompactTo(std::shared_ptr<SnapshotFileWriter> file, LogIndex index);
   void FinishSnapshot(const pb::SnapshotMetadata& meta);
   void JoinSnapshotThread();
-  Status WriteSnapshotFile(const pb::Snapshot& snapshot);
+  std::string SnapshotDir() const { return options_.data_dir + "/snap"; }
   void PublishStatus();
 
   NodeOptions options_;

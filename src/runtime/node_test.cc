@@ -1,6 +1,7 @@
 // Real members in one process: real WAL with fsync on temporary directories, real
 // threads and timers, messages passed through an in-memory transport.
 #include "runtime/node.h"
+#include "runtime/recording_state_machine.h"
 
 #include <gtest/gtest.h>
 
@@ -14,55 +15,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-// Remembers the commands it applied, in order. Not durable: after a restart it is
-// rebuilt from the member's snapshot file and log, which is what these tests check.
-class RecordingStateMachine : public StateMachine {
- public:
-  std::string Apply(const pb::Entry& entry) override {
-    std::lock_guard lock(mu_);
-    applied_ = entry.index();
-    if (entry.type() == pb::ENTRY_NORMAL && !entry.data().empty())
-      commands_.push_back(entry.data());
-    return "applied " + entry.data();
-  }
-  LogIndex AppliedIndex() const override {
-    std::lock_guard lock(mu_);
-    return applied_;
-  }
-  std::string Snapshot(consensus::LogIndex* index) override {
-    std::lock_guard lock(mu_);
-    *index = applied_;
-    std::string out;
-    for (const auto& c : commands_) out += c + "\n";
-    return out;
-  }
-  Status Restore(const std::string& data, LogIndex index) override {
-    std::lock_guard lock(mu_);
-    commands_.clear();
-    size_t start = 0;
-    for (size_t nl; (nl = data.find('\n', start)) != std::string::npos; start = nl + 1) {
-      commands_.push_back(data.substr(start, nl - start));
-    }
-    applied_ = index;
-    restored_++;
-    return Status::Ok();
-  }
-  std::vector<std::string> Commands() const {
-    std::lock_guard lock(mu_);
-    return commands_;
-  }
-  int restored() const {
-    std::lock_guard lock(mu_);
-    return restored_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  LogIndex applied_ = 0;
-  std::vector<std::string> commands_;
-  int restored_ = 0;
-};
 
 class MemoryTransport : public Transport {
  public:
@@ -232,8 +184,8 @@ TEST(Node, AMemberFarBehindCatchesUpByASnapshot) {
   EXPECT_GE(c.state(3).restored(), 1);
 }
 
-// Every member restarts from its own snapshot file (written field by field, the state
-// straight from memory) and the log after it.
+// Every member restarts from its own snapshot file (the state streamed into it) and the
+// log after it.
 TEST(Node, MembersRestartedFromTheirSnapshotFilesHaveEveryCommand) {
   Cluster c(3, /*snapshot_entries=*/20);
   ASSERT_NE(c.WaitForLeader(), 0u);

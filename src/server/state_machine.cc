@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -24,6 +25,41 @@ uint64_t MonotonicMs() {
 }
 
 namespace {
+
+constexpr char kStateSnapshotMagic[4] = {'s', 'y', 's', '2'};
+
+// The store writes its dump through the node's snapshot writer (which makes it durable).
+class SnapshotWriterSink final : public kv::SnapshotSink {
+ public:
+  explicit SnapshotWriterSink(runtime::SnapshotWriter& out) : out_(out) {}
+  Status Write(std::string_view bytes) override { return out_.Write(bytes); }
+  Status Finish() override { return Status::Ok(); }
+
+ private:
+  runtime::SnapshotWriter& out_;
+};
+
+// The store reads a dump from the first `limit` bytes of a snapshot's data, wherever it is.
+class SnapshotDataSource final : public kv::SnapshotSource {
+ public:
+  SnapshotDataSource(const consensus::SnapshotData& data, uint64_t limit)
+      : data_(data), limit_(limit) {}
+  Status Read(size_t max_bytes, std::string* out) override {
+    const uint64_t n = std::min<uint64_t>(max_bytes, limit_ - pos_);
+    if (Status s = data_.ReadAt(pos_, n, out); !s.ok()) return s;
+    pos_ += n;
+    return Status::Ok();
+  }
+  Status Rewind() override {
+    pos_ = 0;
+    return Status::Ok();
+  }
+
+ private:
+  const consensus::SnapshotData& data_;
+  const uint64_t limit_;
+  uint64_t pos_ = 0;
+};
 
 Status WriteDurably(const std::string& path, const std::string& bytes) {
   const std::string tmp = path + ".tmp";
@@ -185,43 +221,73 @@ serverpb::Outcome ServerStateMachine::ApplyCommand(const consensuspb::Entry& ent
 
 consensus::LogIndex ServerStateMachine::AppliedIndex() const { return store_->AppliedIndex(); }
 
-std::string ServerStateMachine::Snapshot(consensus::LogIndex* index) {
+// A state snapshot's bytes: the store's dump (kv::Store::WriteSnapshot, itself checked by
+// a CRC), then the membership at the same index, its length (u32, little-endian) and
+// kStateSnapshotMagic. The membership goes last so the dump can stream straight into the
+// snapshot file; it is read back from the end. (Snapshots taken before this layout hold a
+// serialized serverpb::StateSnapshot, and are still read.)
+Result<consensus::LogIndex> ServerStateMachine::Snapshot(runtime::SnapshotWriter& out) {
   // The store's dump is taken at one backend snapshot while applies go on; the membership
   // is the one in force at that index: read before and after, it must not have changed
-  // (membership changes are rare: try again if one slipped in).
+  // (membership changes are rare: take the copy again if one slipped in).
   for (;;) {
     const serverpb::Membership before = membership();
-    serverpb::StateSnapshot snap;
-    kv::StringSnapshotSink sink;
+    SnapshotWriterSink sink(out);
     auto info = store_->WriteSnapshot(sink);
-    SYNOD_ASSERT(info.ok(), "cannot take a snapshot of the key-value store");
+    if (!info.ok()) return info.status();
     const serverpb::Membership after = membership();
     if (before.applied_index() != after.applied_index() ||
         after.applied_index() > info.value().applied_index) {
+      if (Status s = out.Restart(); !s.ok()) return s;
       continue;
     }
-    snap.set_kv(std::move(sink.mutable_data()));
-    *snap.mutable_membership() = after;
-    *index = info.value().applied_index;
-    return snap.SerializeAsString();
+    std::string tail = after.SerializeAsString();
+    const auto len = static_cast<uint32_t>(tail.size());
+    tail.append(reinterpret_cast<const char*>(&len), sizeof len);
+    tail.append(kStateSnapshotMagic, sizeof kStateSnapshotMagic);
+    if (Status s = out.Write(tail); !s.ok()) return s;
+    return info.value().applied_index;
   }
 }
 
-Status ServerStateMachine::Restore(const std::string& data, consensus::LogIndex index) {
-  if (index == 0 && data.empty()) {
+Status ServerStateMachine::Restore(const consensus::SnapshotData& data, consensus::LogIndex index) {
+  if (index == 0 && data.size() == 0) {
     // The cluster's bootstrap snapshot (membership only, no state): a joining member
     // starts from the empty store it has.
     return Status::Ok();
   }
-  serverpb::StateSnapshot snap;
-  if (!snap.ParseFromString(data)) {
-    return Status(Code::kCorruption,
-                  "a state snapshot at " + std::to_string(index) + " does not parse");
+  const std::string at = " (a state snapshot at " + std::to_string(index) + ")";
+  serverpb::Membership membership;
+  std::unique_ptr<kv::SnapshotSource> dump;
+  std::string tail;
+  const uint64_t tail_bytes = sizeof(uint32_t) + sizeof kStateSnapshotMagic;
+  if (data.size() >= tail_bytes) {
+    if (Status s = data.ReadAt(data.size() - tail_bytes, tail_bytes, &tail); !s.ok()) return s;
   }
-  kv::StringSnapshotSource source(std::move(*snap.mutable_kv()));
-  auto installed = store_->InstallSnapshot(source);
+  if (tail.size() == tail_bytes && std::memcmp(tail.data() + sizeof(uint32_t), kStateSnapshotMagic,
+                                               sizeof kStateSnapshotMagic) == 0) {
+    uint32_t len = 0;
+    std::memcpy(&len, tail.data(), sizeof len);
+    if (len > data.size() - tail_bytes)
+      return Status(Code::kCorruption, "bad membership length" + at);
+    const uint64_t dump_bytes = data.size() - tail_bytes - len;
+    std::string bytes;
+    if (Status s = data.ReadAt(dump_bytes, len, &bytes); !s.ok()) return s;
+    if (!membership.ParseFromString(bytes)) {
+      return Status(Code::kCorruption, "the membership does not parse" + at);
+    }
+    dump = std::make_unique<SnapshotDataSource>(data, dump_bytes);
+  } else {
+    std::string bytes;
+    if (Status s = data.ReadAt(0, data.size(), &bytes); !s.ok()) return s;
+    serverpb::StateSnapshot snap;
+    if (!snap.ParseFromString(bytes)) return Status(Code::kCorruption, "it does not parse" + at);
+    membership = snap.membership();
+    dump = std::make_unique<kv::StringSnapshotSource>(std::move(*snap.mutable_kv()));
+  }
+  auto installed = store_->InstallSnapshot(*dump);
   if (!installed.ok()) return installed.status();
-  SaveMembership(snap.membership());
+  SaveMembership(std::move(membership));
   revisions_->Publish(store_->Revision());
   return Status::Ok();
 }

@@ -31,8 +31,8 @@ class ServerStateMachine final : public runtime::StateMachine {
 
   std::string Apply(const consensuspb::Entry& entry) override;
   consensus::LogIndex AppliedIndex() const override;
-  std::string Snapshot(consensus::LogIndex* index) override;
-  Status Restore(const std::string& data, consensus::LogIndex index) override;
+  Result<consensus::LogIndex> Snapshot(runtime::SnapshotWriter& out) override;
+  Status Restore(const consensus::SnapshotData& data, consensus::LogIndex index) override;
 
   serverpb::Membership membership() const;
   // Writes the bootstrap membership of a founding member (before the node starts).

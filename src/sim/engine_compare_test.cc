@@ -36,8 +36,7 @@ class MiniCluster {
   MiniCluster(const std::string& engine, int n, uint64_t seed) : engine_(engine), seed_(seed) {
     for (int i = 1; i <= n; ++i) {
       Member& m = members_[i];
-      for (int v = 1; v <= n; ++v)
-        m.disk.snapshot.mutable_metadata()->mutable_conf_state()->add_voters(v);
+      for (int v = 1; v <= n; ++v) m.disk.snapshot.metadata.mutable_conf_state()->add_voters(v);
       Boot(i);
     }
   }

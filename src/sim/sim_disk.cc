@@ -20,7 +20,7 @@ std::string Describe(const pb::Entry& e) {
 }  // namespace
 
 SimDisk::SimDisk(const pb::ConfState& initial_membership) {
-  *snapshot_.mutable_metadata()->mutable_conf_state() = initial_membership;
+  *snapshot_.metadata.mutable_conf_state() = initial_membership;
   StartSegment();
 }
 
@@ -43,19 +43,19 @@ void SimDisk::StartSegment() {
   storage::AppendRecord(RecordType::kSegmentHeader, storage::EncodeSegmentHeader(header), &wal_);
   if (has_hard_state_) AppendRecord(static_cast<int>(RecordType::kHardState), hard_state_);
   if (snapshot_index() > 0) {
-    AppendRecord(static_cast<int>(RecordType::kSnapshot), snapshot_.metadata());
+    AppendRecord(static_cast<int>(RecordType::kSnapshot), snapshot_.metadata);
   }
   for (const auto& e : entries_) AppendRecord(static_cast<int>(RecordType::kEntry), e);
 }
 
-void SimDisk::InstallSnapshot(pb::Snapshot snapshot) {
-  SYNOD_ASSERT(snapshot.metadata().index() >= snapshot_index(), "snapshots never move back");
+void SimDisk::InstallSnapshot(consensus::Snapshot snapshot) {
+  SYNOD_ASSERT(snapshot.metadata.index() >= snapshot_index(), "snapshots never move back");
   // As the node runtime records a leader's snapshot: the snapshot file, then a WAL marker.
   // The marker drops the entries it covers and keeps those after it (the engine, which
   // forgot its whole log, gets them back at a restart).
-  DropCovered(snapshot.metadata().index());
+  DropCovered(snapshot.metadata.index());
   snapshot_ = std::move(snapshot);
-  AppendRecord(static_cast<int>(RecordType::kSnapshot), snapshot_.metadata());
+  AppendRecord(static_cast<int>(RecordType::kSnapshot), snapshot_.metadata);
 }
 
 void SimDisk::Append(std::vector<pb::Entry> entries) {
@@ -77,9 +77,9 @@ void SimDisk::SetHardState(const pb::HardState& hard_state) {
   AppendRecord(static_cast<int>(RecordType::kHardState), hard_state_);
 }
 
-void SimDisk::Compact(pb::Snapshot snapshot) {
-  SYNOD_ASSERT(snapshot.metadata().index() >= snapshot_index(), "snapshots never move back");
-  DropCovered(snapshot.metadata().index());
+void SimDisk::Compact(consensus::Snapshot snapshot) {
+  SYNOD_ASSERT(snapshot.metadata.index() >= snapshot_index(), "snapshots never move back");
+  DropCovered(snapshot.metadata.index());
   snapshot_ = std::move(snapshot);
   StartSegment();
 }
@@ -125,8 +125,7 @@ Result<consensus::DurableState> SimDisk::Recover() const {
   }
   const pb::SnapshotMetadata marker = replay.snapshot().value_or(pb::SnapshotMetadata());
   if (marker.index() != snapshot_index() ||
-      (replay.snapshot() &&
-       marker.SerializeAsString() != snapshot_.metadata().SerializeAsString())) {
+      (replay.snapshot() && marker.SerializeAsString() != snapshot_.metadata.SerializeAsString())) {
     return corrupt("snapshot marker at " + std::to_string(marker.index()) +
                    " read back, the snapshot kept is at " + std::to_string(snapshot_index()));
   }

@@ -39,20 +39,20 @@ class SimDisk {
   // (the first may overwrite a suffix), a hard state. The snapshot is recorded as the node
   // runtime records it, a WAL marker: the entries it covers are dropped, those after it
   // kept.
-  void InstallSnapshot(pb::Snapshot snapshot);
+  void InstallSnapshot(consensus::Snapshot snapshot);
   void Append(std::vector<pb::Entry> entries);
   void SetHardState(const pb::HardState& hard_state);
-  // A local snapshot at snapshot.metadata().index (which the log holds or passed): the log
+  // A local snapshot at snapshot.metadata.index (which the log holds or passed): the log
   // before it is dropped, the entries after it are kept.
-  void Compact(pb::Snapshot snapshot);
+  void Compact(consensus::Snapshot snapshot);
 
   // Reads the log back from its bytes (a restart). Fails, saying where, if the bytes do not
   // decode to exactly the log that was written.
   Result<consensus::DurableState> Recover() const;
 
   const pb::HardState& hard_state() const { return hard_state_; }
-  const pb::Snapshot& snapshot() const { return snapshot_; }
-  consensus::LogIndex snapshot_index() const { return snapshot_.metadata().index(); }
+  const consensus::Snapshot& snapshot() const { return snapshot_; }
+  consensus::LogIndex snapshot_index() const { return snapshot_.metadata.index(); }
   // The durable log after the snapshot, in order.
   const std::vector<pb::Entry>& entries() const { return entries_; }
   uint64_t log_bytes() const { return wal_.size(); }
@@ -66,7 +66,7 @@ class SimDisk {
   // The decoded copy.
   pb::HardState hard_state_;
   bool has_hard_state_ = false;
-  pb::Snapshot snapshot_;
+  consensus::Snapshot snapshot_;
   std::vector<pb::Entry> entries_;
 
   // The bytes: one segment.

@@ -37,12 +37,12 @@ pb::HardState HS(uint64_t term, uint64_t vote, uint64_t commit) {
   return hs;
 }
 
-pb::Snapshot Snap(uint64_t index, uint64_t term, const std::string& data) {
-  pb::Snapshot s;
-  s.mutable_metadata()->set_index(index);
-  s.mutable_metadata()->set_term(term);
-  s.mutable_metadata()->mutable_conf_state()->add_voters(1);
-  s.set_data(data);
+consensus::Snapshot Snap(uint64_t index, uint64_t term, const std::string& data) {
+  consensus::Snapshot s;
+  s.metadata.set_index(index);
+  s.metadata.set_term(term);
+  s.metadata.mutable_conf_state()->add_voters(1);
+  s.data = std::make_shared<const consensus::InMemorySnapshotData>(data);
   return s;
 }
 
@@ -64,8 +64,8 @@ TEST(SimDisk, ANewDiskRecoversTheBootstrapSnapshot) {
   SimDisk disk(Voters());
   auto r = disk.Recover();
   ASSERT_TRUE(r.ok()) << r.status().message();
-  EXPECT_EQ(r.value().snapshot.metadata().index(), 0u);
-  EXPECT_EQ(r.value().snapshot.metadata().conf_state().voters_size(), 3);
+  EXPECT_EQ(r.value().snapshot.metadata.index(), 0u);
+  EXPECT_EQ(r.value().snapshot.metadata.conf_state().voters_size(), 3);
   EXPECT_TRUE(r.value().entries.empty());
 }
 
@@ -91,8 +91,8 @@ TEST(SimDisk, ACompactionKeepsTheEntriesAfterTheSnapshot) {
   disk.Compact(Snap(6, 1, "state at 6"));
   auto r = disk.Recover();
   ASSERT_TRUE(r.ok()) << r.status().message();
-  EXPECT_EQ(r.value().snapshot.metadata().index(), 6u);
-  EXPECT_EQ(r.value().snapshot.data(), "state at 6");
+  EXPECT_EQ(r.value().snapshot.metadata.index(), 6u);
+  EXPECT_EQ(r.value().snapshot.ReadAll().value(), "state at 6");
   EXPECT_EQ(Indexes(r.value().entries), (std::vector<uint64_t>{7, 8, 9, 10}));
   EXPECT_EQ(r.value().hard_state.commit(), 10u);  // carried into the new segment
   disk.Append(Es(11, 12, 2));
@@ -107,7 +107,7 @@ TEST(SimDisk, ALeadersSnapshotIsAMarkerThatKeepsTheEntriesAfterIt) {
   disk.InstallSnapshot(Snap(5, 3, "leader's state"));
   auto r = disk.Recover();
   ASSERT_TRUE(r.ok()) << r.status().message();
-  EXPECT_EQ(r.value().snapshot.metadata().index(), 5u);
+  EXPECT_EQ(r.value().snapshot.metadata.index(), 5u);
   EXPECT_EQ(Indexes(r.value().entries), (std::vector<uint64_t>{6, 7, 8}));
   disk.InstallSnapshot(Snap(12, 3, "further"));
   disk.Append(Es(13, 13, 3));

@@ -451,9 +451,9 @@ void Simulation::CompletePersist(Node& n) {
   // Durable: now the messages may promise it.
   for (auto& m : rd.messages) Send(n.id, std::move(m));
   if (rd.snapshot) {
-    const auto& meta = rd.snapshot->metadata();
+    const auto& meta = rd.snapshot->metadata;
     checker_.OnSnapshotInstalled(n.id, meta.index(), meta.term());
-    if (Status s = n.state->Install(rd.snapshot->data(), meta.index()); !s.ok()) {
+    if (Status s = n.state->Install(rd.snapshot->ReadAll().value(), meta.index()); !s.ok()) {
       Fail("node " + std::to_string(n.id) + ": the leader's snapshot at " +
            std::to_string(meta.index()) + " does not install: " + s.message());
       return;
@@ -573,13 +573,13 @@ void Simulation::MaybeSnapshot(Node& n) {
     return;
   }
   RecordFingerprint(n);  // the state a member installing this snapshot must reach
-  pb::Snapshot snap;
-  snap.mutable_metadata()->set_index(index);
-  snap.set_data(std::move(data.value()));
+  pb::SnapshotMetadata at;
+  at.set_index(index);
+  consensus::Snapshot snap = consensus::Snapshot::InMemory(at, std::move(data.value()));
   auto meta = n.engine->Compact(snap);
   if (!meta.ok()) return;  // e.g. not yet durable; try again later
   // The snapshot file is written and fsynced, then the log prefix it covers dropped.
-  *snap.mutable_metadata() = meta.value();
+  snap.metadata = meta.value();
   n.disk->Compact(std::move(snap));
 }
 

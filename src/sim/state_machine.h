@@ -44,7 +44,7 @@ class StateMachine {
 
   // Starts (or restarts after Crash) from what survived on the member's disk; if that is
   // behind `kept`, the member's newest snapshot, starts from the snapshot.
-  virtual Status Open(const pb::Snapshot& kept) = 0;
+  virtual Status Open(const consensus::Snapshot& kept) = 0;
   // The member crashed: whatever had not reached its disk is lost.
   virtual void Crash() = 0;
 

@@ -19,7 +19,7 @@ StoreStateMachine::StoreStateMachine(const StateMachineOptions& options)
 
 StoreStateMachine::~StoreStateMachine() { store_.reset(); }  // before the Env it runs on
 
-Status StoreStateMachine::Open(const pb::Snapshot& kept) {
+Status StoreStateMachine::Open(const consensus::Snapshot& kept) {
   kv::RocksBackendOptions backend_options;
   backend_options.env = env_.get();
   backend_options.disable_wal = true;  // as the server: the consensus log is the durability point
@@ -33,10 +33,10 @@ Status StoreStateMachine::Open(const pb::Snapshot& kept) {
   auto store = kv::Store::Open(std::move(backend.value()), kv::StoreOptions{});
   if (!store.ok()) return store.status();
   store_ = std::move(store.value());
-  const consensus::LogIndex snap = kept.metadata().index();
+  const consensus::LogIndex snap = kept.metadata.index();
   if (store_->NeedsSnapshot() || store_->AppliedIndex() < snap) {
     if (snap == 0) return Status(Code::kCorruption, "the store needs a snapshot, none is kept");
-    return Install(kept.data(), snap);
+    return Install(kept.ReadAll().value(), snap);
   }
   return Status::Ok();
 }

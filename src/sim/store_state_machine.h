@@ -28,7 +28,7 @@ class StoreStateMachine final : public StateMachine {
   explicit StoreStateMachine(const StateMachineOptions& options);
   ~StoreStateMachine() override;
 
-  Status Open(const pb::Snapshot& kept) override;
+  Status Open(const consensus::Snapshot& kept) override;
   void Crash() override;
   consensus::LogIndex AppliedIndex() const override { return store_->AppliedIndex(); }
   Result<std::optional<kv::ApplyResult>> Apply(const pb::Entry& entry, uint64_t now_ms) override;

@@ -25,10 +25,10 @@ void ToyStateMachine::Reset() {
   compact_revision_ = -1;
 }
 
-Status ToyStateMachine::Open(const pb::Snapshot& kept) {
+Status ToyStateMachine::Open(const consensus::Snapshot& kept) {
   Reset();
-  if (kept.metadata().index() == 0) return Status::Ok();
-  return Install(kept.data(), kept.metadata().index());
+  if (kept.metadata.index() == 0) return Status::Ok();
+  return Install(kept.ReadAll().value(), kept.metadata.index());
 }
 
 void ToyStateMachine::Crash() { Reset(); }

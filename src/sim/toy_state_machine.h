@@ -14,7 +14,7 @@ namespace synod::sim {
 
 class ToyStateMachine final : public StateMachine {
  public:
-  Status Open(const pb::Snapshot& kept) override;
+  Status Open(const consensus::Snapshot& kept) override;
   void Crash() override;
   consensus::LogIndex AppliedIndex() const override { return applied_; }
   Result<std::optional<kv::ApplyResult>> Apply(const pb::Entry& entry, uint64_t now_ms) override;

@@ -8,6 +8,7 @@
 #include <future>
 
 #include "runtime/node.h"
+#include "runtime/recording_state_machine.h"
 #include "transport/grpc_transport.h"
 #include "transport/peer_service.h"
 
@@ -19,47 +20,7 @@ using namespace std::chrono_literals;
 using runtime::Node;
 using runtime::StateMachine;
 
-// Remembers the commands it applied, in order (rebuilt from snapshot and log on restart).
-class RecordingStateMachine : public StateMachine {
- public:
-  std::string Apply(const pb::Entry& entry) override {
-    std::lock_guard lock(mu_);
-    applied_ = entry.index();
-    if (entry.type() == pb::ENTRY_NORMAL && !entry.data().empty())
-      commands_.push_back(entry.data());
-    return "applied " + entry.data();
-  }
-  consensus::LogIndex AppliedIndex() const override {
-    std::lock_guard lock(mu_);
-    return applied_;
-  }
-  std::string Snapshot(consensus::LogIndex* index) override {
-    std::lock_guard lock(mu_);
-    *index = applied_;
-    std::string out;
-    for (const auto& c : commands_) out += c + "\n";
-    return out;
-  }
-  Status Restore(const std::string& data, consensus::LogIndex index) override {
-    std::lock_guard lock(mu_);
-    commands_.clear();
-    size_t start = 0;
-    for (size_t nl; (nl = data.find('\n', start)) != std::string::npos; start = nl + 1) {
-      commands_.push_back(data.substr(start, nl - start));
-    }
-    applied_ = index;
-    return Status::Ok();
-  }
-  std::vector<std::string> Commands() const {
-    std::lock_guard lock(mu_);
-    return commands_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  consensus::LogIndex applied_ = 0;
-  std::vector<std::string> commands_;
-};
+using runtime::RecordingStateMachine;
 
 class GrpcCluster {
  public:

@@ -43,6 +43,7 @@
 
 #include "base/result.h"
 #include "base/status.h"
+#include "consensus/api/snapshot.h"
 #include "synod/consensus.pb.h"
 
 namespace synod::consensus {
@@ -76,7 +77,7 @@ const char* RoleName(Role role);
 struct Ready {
   std::optional<pb::HardState> hard_state;   // persist if present
   std::vector<pb::Entry> entries;            // append (may truncate a suffix first)
-  std::optional<pb::Snapshot> snapshot;      // persist and install (replaces the log)
+  std::optional<Snapshot> snapshot;          // persist and install (replaces the log)
   std::vector<pb::Message> messages;         // send after the above are durable
   std::vector<pb::Entry> committed_entries;  // apply in order
   std::vector<ReadState> read_states;        // serve once applied >= index
@@ -96,7 +97,7 @@ struct Ready {
 // cluster passes an empty conf_state and waits to hear from the leader.
 struct DurableState {
   pb::HardState hard_state;
-  pb::Snapshot snapshot;           // latest snapshot (metadata, and data for followers)
+  Snapshot snapshot;               // latest snapshot (metadata, and data for followers)
   std::vector<pb::Entry> entries;  // the log after snapshot.metadata().index, in order
 };
 
@@ -133,15 +134,14 @@ class Engine {
   virtual Result<ProposalId> ProposeConfChange(const pb::ConfChange& change) = 0;
   virtual Status ReadIndex(uint64_t request_id) = 0;
   virtual Status TransferLeader(NodeId target) = 0;
-  // The application has a snapshot of its state at snapshot.metadata().index (which it
+  // The application has a snapshot of its state at snapshot.metadata.index (which it
   // has applied): the log before it may be discarded, and the snapshot is sent to
   // members too far behind. The engine completes the metadata (term, membership) and
   // returns it: the caller stores it with the snapshot's data.
-  virtual Result<pb::SnapshotMetadata> Compact(pb::Snapshot snapshot) = 0;
+  virtual Result<pb::SnapshotMetadata> Compact(Snapshot snapshot) = 0;
   // The snapshot the engine holds (its metadata completed): the one Compact took, or the
-  // one installed or started from. Immutable and shared, so the caller may write it to
-  // disk on another thread without a copy of the state.
-  virtual std::shared_ptr<const pb::Snapshot> LatestSnapshot() const = 0;
+  // one installed or started from. Its data is shared, not copied.
+  virtual Snapshot LatestSnapshot() const = 0;
 
   virtual bool HasReady() const = 0;
   virtual Ready TakeReady() = 0;

@@ -20,8 +20,9 @@ Paxos::Paxos(const Config& config, const DurableState& durable)
     promised_ = 0;
   }
   round_seen_ = RoundOf(promised_);
-  latest_snapshot_ = std::make_shared<const pb::Snapshot>(durable.snapshot);
-  snapshot_conf_ = durable.snapshot.metadata().conf_state();
+  latest_snapshot_ = durable.snapshot;
+  if (!latest_snapshot_.data) latest_snapshot_.data = EmptySnapshotData();
+  snapshot_conf_ = durable.snapshot.metadata.conf_state();
   for (LogIndex i = log_.FirstIndex(); i <= log_.LastIndex(); ++i) TrackConfEntry(log_.At(i));
   accepted_through_ = log_.Committed();
   ExtendAcceptedThrough();
@@ -229,8 +230,8 @@ EngineStatus Paxos::GetStatus() const {
 // configuration only if every configuration entry up to i is already in force at
 // i + 1 (i.e. was chosen at least alpha slots before): otherwise compaction waits.
 
-Result<pb::SnapshotMetadata> Paxos::Compact(pb::Snapshot snapshot) {
-  const LogIndex index = snapshot.metadata().index();
+Result<pb::SnapshotMetadata> Paxos::Compact(Snapshot snapshot) {
+  const LogIndex index = snapshot.metadata.index();
   if (index <= log_.SnapshotIndex()) {
     return Status(Code::kInvalidArgument,
                   "snapshot index " + std::to_string(index) + " is not past the current snapshot");
@@ -246,13 +247,14 @@ Result<pb::SnapshotMetadata> Paxos::Compact(pb::Snapshot snapshot) {
     }
   }
   const pb::ConfState conf = ConfAt(index + 1);
-  snapshot.mutable_metadata()->set_term(*log_.TermAt(index));
-  *snapshot.mutable_metadata()->mutable_conf_state() = conf;
+  snapshot.metadata.set_term(*log_.TermAt(index));
+  *snapshot.metadata.mutable_conf_state() = conf;
   log_.CompactTo(index);
   snapshot_conf_ = conf;
   std::erase_if(conf_changes_, [&](const auto& p) { return p.first <= index; });
-  latest_snapshot_ = std::make_shared<const pb::Snapshot>(std::move(snapshot));
-  return latest_snapshot_->metadata();
+  latest_snapshot_ = std::move(snapshot);
+  if (!latest_snapshot_.data) latest_snapshot_.data = EmptySnapshotData();
+  return latest_snapshot_.metadata;
 }
 
 }  // namespace synod::consensus::paxos

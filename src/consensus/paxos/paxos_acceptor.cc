@@ -224,15 +224,13 @@ void Paxos::HandleSnapshot(const pb::Message& m) {
     reply_offset(incoming_snapshot_data_.size());
     return;
   }
-  pb::Snapshot snap;
-  *snap.mutable_metadata() = meta;
-  snap.set_data(std::move(incoming_snapshot_data_));
+  Snapshot snap = Snapshot::InMemory(meta, std::move(incoming_snapshot_data_));
   incoming_snapshot_data_.clear();
   incoming_snapshot_meta_.Clear();
   if (meta.index() > log_.SnapshotIndex()) log_.Restore(meta);
   snapshot_conf_ = meta.conf_state();
   std::erase_if(conf_changes_, [&](const auto& p) { return p.first <= meta.index(); });
-  latest_snapshot_ = std::make_shared<const pb::Snapshot>(snap);
+  latest_snapshot_ = snap;  // shares the data
   snapshot_to_install_ = std::move(snap);
   ExtendAcceptedThrough();
   SendAccepted(m.from(), b, AcceptedThrough(), /*reject=*/false);

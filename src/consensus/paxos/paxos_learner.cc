@@ -34,7 +34,7 @@ void Paxos::SendAccept(NodeId to, bool allow_empty) {
   if (pr.IsPaused(cfg_.inflight_msgs_max)) return;
   if (pr.next <= log_.SnapshotIndex()) {
     // The slots this acceptor lacks are compacted: send the snapshot instead.
-    pr.BecomeSnapshot(latest_snapshot_->metadata().index());
+    pr.BecomeSnapshot(latest_snapshot_.metadata.index());
     SendSnapshotChunk(to);
     return;
   }
@@ -72,7 +72,7 @@ void Paxos::HandleAccepted(const pb::Message& m) {
     if (m.index() == 0) {
       // A joining member asks for the membership, which only a snapshot carries.
       if (pr.state != ProgressState::kSnapshot) {
-        pr.BecomeSnapshot(latest_snapshot_->metadata().index());
+        pr.BecomeSnapshot(latest_snapshot_.metadata.index());
         SendSnapshotChunk(m.from());
       }
       return;
@@ -155,18 +155,20 @@ void Paxos::HandleHeartbeatResponse(const pb::Message& m) {
 
 void Paxos::SendSnapshotChunk(NodeId to) {
   Progress& pr = progress_.at(to);
-  const pb::SnapshotMetadata& meta = latest_snapshot_->metadata();
+  const pb::SnapshotMetadata& meta = latest_snapshot_.metadata;
   if (pr.pending_snapshot != meta.index()) pr.BecomeSnapshot(meta.index());  // a newer one
-  const std::string& data = latest_snapshot_->data();
+  const SnapshotData& data = *latest_snapshot_.data;
   const uint64_t offset = std::min<uint64_t>(pr.snapshot_offset, data.size());
   const uint64_t len = std::min<uint64_t>(cfg_.snapshot_chunk_bytes, data.size() - offset);
+  std::string chunk;
+  if (!data.ReadAt(offset, len, &chunk).ok()) return;  // unreadable now: again at a heartbeat
   pb::Message m;
   m.set_type(pb::MSG_SNAPSHOT);
   m.set_to(to);
   m.set_term(ballot_);
   *m.mutable_snapshot_metadata() = meta;
   m.set_snapshot_offset(offset);
-  m.set_snapshot_chunk(data.substr(offset, len));
+  m.set_snapshot_chunk(std::move(chunk));
   m.set_snapshot_done(offset + len == data.size());
   Send(std::move(m));
 }

@@ -473,7 +473,7 @@ TEST(Paxos, ALaggingAcceptorCatchesUpBySnapshot) {
   c.Heal();
   c.TickAll(3);
   EXPECT_GT(c.Sent(pb::MSG_SNAPSHOT, 1, 3).size(), 1u) << "sent in chunks";
-  EXPECT_EQ(c.node(3).snapshot.metadata().index(), c.node(1).snapshot.metadata().index());
+  EXPECT_EQ(c.node(3).snapshot.metadata.index(), c.node(1).snapshot.metadata.index());
   EXPECT_EQ(c.CommitOf(3), c.CommitOf(1));
   EXPECT_EQ(AppliedData(c.node(3)).back(), "after");
 }
@@ -491,12 +491,12 @@ TEST(Paxos, AnInstalledSnapshotKeepsTheValuesAcceptedAfterIt) {
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(c.Propose(1, "v" + std::to_string(i)).ok());
   c.Stabilize();
   ASSERT_TRUE(c.Compact(1).ok());
-  const LogIndex snap = c.node(1).snapshot.metadata().index();
+  const LogIndex snap = c.node(1).snapshot.metadata.index();
   ASSERT_LT(snap, 12u);
   c.Heal();
   c.DropIf(Is(pb::MSG_ACCEPT, 1, 3));  // only the snapshot reaches member 3
   c.TickAll(3);
-  ASSERT_EQ(c.node(3).snapshot.metadata().index(), snap);
+  ASSERT_EQ(c.node(3).snapshot.metadata.index(), snap);
   ASSERT_EQ(c.node(3).DurableLastIndex(), 12u);
   for (LogIndex i = snap + 1; i <= 12; ++i) {
     EXPECT_EQ(c.node(3).DurableEntry(i)->data(), "old" + std::to_string(i));

@@ -51,8 +51,9 @@ Raft::Raft(const Config& config, const DurableState& durable)
   term_ = durable.hard_state.term();
   vote_ = durable.hard_state.vote();
   last_hard_state_ = CurrentHardState();
-  latest_snapshot_ = std::make_shared<const pb::Snapshot>(durable.snapshot);
-  snapshot_conf_ = durable.snapshot.metadata().conf_state();
+  latest_snapshot_ = durable.snapshot;
+  if (!latest_snapshot_.data) latest_snapshot_.data = EmptySnapshotData();
+  snapshot_conf_ = durable.snapshot.metadata.conf_state();
   TrackConfEntries(log_.FirstIndex());
   BecomeFollower(term_, kNoNode);
 }
@@ -325,8 +326,8 @@ EngineStatus Raft::GetStatus() const {
   return s;
 }
 
-Result<pb::SnapshotMetadata> Raft::Compact(pb::Snapshot snapshot) {
-  const LogIndex index = snapshot.metadata().index();
+Result<pb::SnapshotMetadata> Raft::Compact(Snapshot snapshot) {
+  const LogIndex index = snapshot.metadata.index();
   if (index <= log_.SnapshotIndex()) {
     return Status(Code::kInvalidArgument,
                   "snapshot index " + std::to_string(index) + " is not past the current snapshot");
@@ -340,13 +341,14 @@ Result<pb::SnapshotMetadata> Raft::Compact(pb::Snapshot snapshot) {
   for (const auto& [at, c] : conf_entries_) {
     if (at <= index) conf = c;
   }
-  snapshot.mutable_metadata()->set_term(*log_.TermAt(index));
-  *snapshot.mutable_metadata()->mutable_conf_state() = conf;
+  snapshot.metadata.set_term(*log_.TermAt(index));
+  *snapshot.metadata.mutable_conf_state() = conf;
   log_.CompactTo(index);
   snapshot_conf_ = conf;
   std::erase_if(conf_entries_, [&](const auto& p) { return p.first <= index; });
-  latest_snapshot_ = std::make_shared<const pb::Snapshot>(std::move(snapshot));
-  return latest_snapshot_->metadata();
+  latest_snapshot_ = std::move(snapshot);
+  if (!latest_snapshot_.data) latest_snapshot_.data = EmptySnapshotData();
+  return latest_snapshot_.metadata;
 }
 
 }  // namespace synod::consensus::raft

@@ -37,8 +37,8 @@ class Raft final : public Engine {
   Result<ProposalId> ProposeConfChange(const pb::ConfChange& change) override;
   Status ReadIndex(uint64_t request_id) override;
   Status TransferLeader(NodeId target) override;
-  Result<pb::SnapshotMetadata> Compact(pb::Snapshot snapshot) override;
-  std::shared_ptr<const pb::Snapshot> LatestSnapshot() const override { return latest_snapshot_; }
+  Result<pb::SnapshotMetadata> Compact(Snapshot snapshot) override;
+  Snapshot LatestSnapshot() const override { return latest_snapshot_; }
 
   bool HasReady() const override;
   Ready TakeReady() override;
@@ -167,8 +167,8 @@ class Raft final : public Engine {
 
   // Snapshots: the latest one (sent to lagging followers), and one received from the
   // leader that the caller must still persist and install.
-  std::shared_ptr<const pb::Snapshot> latest_snapshot_;  // never null
-  std::optional<pb::Snapshot> snapshot_to_install_;
+  Snapshot latest_snapshot_;
+  std::optional<Snapshot> snapshot_to_install_;
   pb::SnapshotMetadata incoming_snapshot_meta_;  // chunks being received
   std::string incoming_snapshot_data_;
   NodeId incoming_snapshot_from_ = kNoNode;  // who sends the chunks being joined

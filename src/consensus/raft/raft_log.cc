@@ -7,7 +7,7 @@
 namespace synod::consensus::raft {
 
 RaftLog::RaftLog(const DurableState& durable) {
-  const auto& meta = durable.snapshot.metadata();
+  const auto& meta = durable.snapshot.metadata;
   snapshot_index_ = meta.index();
   snapshot_term_ = meta.term();
   for (const auto& e : durable.entries) {

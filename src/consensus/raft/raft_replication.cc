@@ -20,7 +20,7 @@ void Raft::SendAppend(NodeId to, bool allow_empty) {
   const std::optional<Term> prev_term = log_.TermAt(prev);
   if (!prev_term) {
     // The entries this follower needs are compacted: send the snapshot instead.
-    pr.BecomeSnapshot(latest_snapshot_->metadata().index());
+    pr.BecomeSnapshot(latest_snapshot_.metadata.index());
     SendSnapshotChunk(to);
     return;
   }
@@ -68,17 +68,19 @@ void Raft::BroadcastHeartbeat() {
 
 void Raft::SendSnapshotChunk(NodeId to) {
   Progress& pr = progress_.at(to);
-  const pb::SnapshotMetadata& meta = latest_snapshot_->metadata();
+  const pb::SnapshotMetadata& meta = latest_snapshot_.metadata;
   if (pr.pending_snapshot != meta.index()) pr.BecomeSnapshot(meta.index());  // newer one
-  const std::string& data = latest_snapshot_->data();
+  const SnapshotData& data = *latest_snapshot_.data;
   const uint64_t offset = std::min<uint64_t>(pr.snapshot_offset, data.size());
   const uint64_t len = std::min<uint64_t>(cfg_.snapshot_chunk_bytes, data.size() - offset);
+  std::string chunk;
+  if (!data.ReadAt(offset, len, &chunk).ok()) return;  // unreadable now: again at a heartbeat
   pb::Message m;
   m.set_type(pb::MSG_SNAPSHOT);
   m.set_to(to);
   *m.mutable_snapshot_metadata() = meta;
   m.set_snapshot_offset(offset);
-  m.set_snapshot_chunk(data.substr(offset, len));
+  m.set_snapshot_chunk(std::move(chunk));
   m.set_snapshot_done(offset + len == data.size());
   Send(std::move(m));
 }
@@ -94,7 +96,7 @@ void Raft::HandleAppendResponse(const pb::Message& m) {
       // beginning (see HandleAppend): it needs a snapshot to learn the membership, even
       // if ours is still the bootstrap one at index 0.
       if (pr.state != ProgressState::kSnapshot) {
-        pr.BecomeSnapshot(latest_snapshot_->metadata().index());
+        pr.BecomeSnapshot(latest_snapshot_.metadata.index());
         SendSnapshotChunk(m.from());
       }
       return;
@@ -321,9 +323,7 @@ void Raft::HandleSnapshot(const pb::Message& m) {
     reply_offset(incoming_snapshot_data_.size());
     return;
   }
-  pb::Snapshot snap;
-  *snap.mutable_metadata() = meta;
-  snap.set_data(std::move(incoming_snapshot_data_));
+  Snapshot snap = Snapshot::InMemory(meta, std::move(incoming_snapshot_data_));
   incoming_snapshot_data_.clear();
   incoming_snapshot_meta_.Clear();
   if (log_.Matches(meta.index(), meta.term()) && !joining) {
@@ -335,7 +335,7 @@ void Raft::HandleSnapshot(const pb::Message& m) {
   log_.Restore(meta);
   snapshot_conf_ = meta.conf_state();
   conf_entries_.clear();
-  latest_snapshot_ = std::make_shared<const pb::Snapshot>(snap);
+  latest_snapshot_ = snap;  // shares the data
   snapshot_to_install_ = std::move(snap);
   SendAppendResponse(m.from(), meta.index());
 }

@@ -54,8 +54,8 @@ TEST(RaftSnapshot, ALaggingFollowerReceivesTheSnapshotInChunksAndCatchesUp) {
   EXPECT_TRUE(chunks.back().snapshot_done() || offset == state.size());
 
   // The follower installed the snapshot: its disk, its state machine and its log.
-  EXPECT_EQ(c.node(3).snapshot.metadata().index(), 21u);
-  EXPECT_EQ(c.node(3).snapshot.data(), state);
+  EXPECT_EQ(c.node(3).snapshot.metadata.index(), 21u);
+  EXPECT_EQ(c.node(3).snapshot.ReadAll().value(), state);
   EXPECT_EQ(c.node(3).state, state);
   EXPECT_EQ(c.GetStatus(3).first_index, 22u);
   EXPECT_EQ(c.GetStatus(3).conf_state.voters_size(), 3);
@@ -83,7 +83,7 @@ TEST(RaftSnapshot, ALostChunkIsSentAgain) {
   c.TickAll(5);
   EXPECT_GE(*lost, 2) << "sent once, lost, and sent again";
   EXPECT_EQ(c.node(3).state, state);
-  EXPECT_EQ(c.node(3).snapshot.data(), state);
+  EXPECT_EQ(c.node(3).snapshot.ReadAll().value(), state);
 }
 
 // A follower that crashes in the middle of a transfer lost the chunks it had: it asks
@@ -99,7 +99,7 @@ TEST(RaftSnapshot, AFollowerThatRestartsMidTransferStartsOver) {
     return m.type() == pb::MSG_SNAPSHOT && m.snapshot_offset() >= 48;
   });
   c.TickAll(2);
-  ASSERT_EQ(c.node(3).snapshot.metadata().index(), 0u) << "the transfer should be stuck";
+  ASSERT_EQ(c.node(3).snapshot.metadata.index(), 0u) << "the transfer should be stuck";
   c.Crash(3);
   c.Restart(3);
   c.Heal();
@@ -117,7 +117,7 @@ TEST(RaftSnapshot, AMemberRestartsFromItsSnapshotAndTheEntriesAfterIt) {
   c.ElectLeader(1);
   const std::string before = ProposeValues(c, 1, 3);
   ASSERT_TRUE(c.Compact(2).ok());
-  ASSERT_EQ(c.node(2).snapshot.metadata().index(), 4u);
+  ASSERT_EQ(c.node(2).snapshot.metadata.index(), 4u);
   const std::string after = ProposeValues(c, 1, 2);
 
   c.Crash(2);
@@ -155,7 +155,7 @@ TEST(RaftSnapshot, ARestartedLeaderSendsTheSnapshotItRestartedFrom) {
   c.ElectLeader(1);
   c.Heal();
   c.TickAll(3);
-  EXPECT_EQ(c.node(3).snapshot.data(), state);
+  EXPECT_EQ(c.node(3).snapshot.ReadAll().value(), state);
   EXPECT_EQ(c.node(3).state, state);
   EXPECT_EQ(c.CommitOf(3), c.CommitOf(1));
 }
@@ -164,8 +164,8 @@ TEST(RaftSnapshot, CompactRefusesAnIndexNotYetApplied) {
   Cluster c(3);
   c.ElectLeader(1);
   ProposeValues(c, 1, 2);
-  pb::Snapshot snap;
-  snap.mutable_metadata()->set_index(c.node(1).applied + 1);
+  Snapshot snap;
+  snap.metadata.set_index(c.node(1).applied + 1);
   auto r = c.raft(1).Compact(snap);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kInvalidArgument);

@@ -118,8 +118,8 @@ struct Node {
 
   // The disk: what survives a crash.
   pb::HardState hard_state;
-  pb::Snapshot snapshot;
-  std::vector<pb::Entry> entries;  // the log after snapshot.metadata().index()
+  Snapshot snapshot;
+  std::vector<pb::Entry> entries;  // the log after snapshot.metadata.index()
 
   // The state machine: the data of every applied normal entry, ';'-terminated.
   std::string state;
@@ -128,10 +128,10 @@ struct Node {
   std::vector<ReadState> read_states;
 
   LogIndex DurableLastIndex() const {
-    return entries.empty() ? snapshot.metadata().index() : entries.back().index();
+    return entries.empty() ? snapshot.metadata.index() : entries.back().index();
   }
   const pb::Entry* DurableEntry(LogIndex index) const {
-    const LogIndex first = snapshot.metadata().index() + 1;
+    const LogIndex first = snapshot.metadata.index() + 1;
     if (index < first || index > DurableLastIndex()) return nullptr;
     return &entries[index - first];
   }
@@ -149,7 +149,7 @@ class Cluster {
     for (int i = 1; i <= n; ++i) voters.push_back(static_cast<NodeId>(i));
     for (NodeId id : voters) {
       DurableState d;
-      *d.snapshot.mutable_metadata()->mutable_conf_state() = VotersConf(voters);
+      *d.snapshot.metadata.mutable_conf_state() = VotersConf(voters);
       Start(id, d);
     }
   }
@@ -174,7 +174,7 @@ class Cluster {
   void StartWithLog(NodeId id, const std::vector<NodeId>& voters, std::vector<pb::Entry> log,
                     Term term, NodeId vote = kNoNode, LogIndex commit = 0) {
     DurableState d;
-    *d.snapshot.mutable_metadata()->mutable_conf_state() = VotersConf(voters);
+    *d.snapshot.metadata.mutable_conf_state() = VotersConf(voters);
     d.entries = std::move(log);
     d.hard_state.set_term(term);
     d.hard_state.set_vote(vote);
@@ -369,9 +369,9 @@ class Cluster {
   // which completes the metadata (term, membership); both are then stored together.
   Status Compact(NodeId id) {
     Node& n = node(id);
-    pb::Snapshot snap;
-    snap.mutable_metadata()->set_index(n.applied);
-    snap.set_data(n.state);
+    pb::SnapshotMetadata at;
+    at.set_index(n.applied);
+    Snapshot snap = Snapshot::InMemory(at, n.state);
     Result<pb::SnapshotMetadata> meta = n.raft->Compact(snap);
     if (!meta.ok()) return meta.status();
     EXPECT_EQ(meta.value().index(), n.applied);
@@ -379,11 +379,11 @@ class Cluster {
     EXPECT_EQ(meta.value().conf_state().SerializeAsString(), n.conf.SerializeAsString())
         << "the engine and the state machine disagree on the membership";
     const auto held = n.raft->LatestSnapshot();
-    EXPECT_EQ(held->metadata().SerializeAsString(), meta.value().SerializeAsString())
+    EXPECT_EQ(held.metadata.SerializeAsString(), meta.value().SerializeAsString())
         << "the snapshot the engine holds is the one it was given, completed";
-    EXPECT_EQ(held->data(), n.state);
+    EXPECT_EQ(held.data, snap.data) << "the engine shares the data, it does not copy it";
     std::erase_if(n.entries, [&](const pb::Entry& e) { return e.index() <= n.applied; });
-    *snap.mutable_metadata() = meta.value();
+    snap.metadata = meta.value();
     n.snapshot = std::move(snap);
     return Status::Ok();
   }
@@ -420,9 +420,9 @@ class Cluster {
   void Boot(Node& n) {
     n.raft = std::make_unique<Raft>(n.config, n.Durable());
     n.up = true;
-    n.state = n.snapshot.data();
-    n.conf = n.snapshot.metadata().conf_state();
-    n.applied = n.snapshot.metadata().index();
+    n.state = n.snapshot.ReadAll().value();
+    n.conf = n.snapshot.metadata.conf_state();
+    n.applied = n.snapshot.metadata.index();
     n.read_states.clear();
   }
 
@@ -474,9 +474,9 @@ class Cluster {
   // Contract step 3: snapshot, then committed entries, in order, once durable.
   void Apply(Node& n, const Ready& rd) {
     if (rd.snapshot) {
-      n.state = rd.snapshot->data();
-      n.conf = rd.snapshot->metadata().conf_state();
-      n.applied = rd.snapshot->metadata().index();
+      n.state = rd.snapshot->ReadAll().value();
+      n.conf = rd.snapshot->metadata.conf_state();
+      n.applied = rd.snapshot->metadata.index();
     }
     for (const auto& e : rd.committed_entries) {
       EXPECT_EQ(e.index(), n.applied + 1) << "committed entries applied out of order";

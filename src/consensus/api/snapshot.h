@@ -1,0 +1,72 @@
+// A snapshot as an engine holds it: its metadata, and a handle on the state it carries.
+//
+// The state is bytes the engine never interprets: it only sends them, a chunk at a time,
+// to members too far behind for the log. Where the bytes live is the caller's choice —
+// in memory (tests, the simulator, a snapshot just received from the leader), or in a
+// file (the node runtime: runtime/snapshot_file.h) — so that an engine holding a snapshot
+// of a large store does not hold the store in memory.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "base/status.h"
+#include "synod/consensus.pb.h"
+
+namespace synod::consensus {
+
+namespace pb = ::synod::consensuspb;
+
+// The bytes of a snapshot's state. Immutable once made, so it may be shared between the
+// engine (sending chunks) and the caller (writing a file, installing) on any threads.
+class SnapshotData {
+ public:
+  virtual ~SnapshotData() = default;
+  virtual uint64_t size() const = 0;
+  // Appends the bytes [offset, offset + len) to *out; offset + len <= size(). An error is a
+  // device failure (a file that cannot be read): the engine leaves the chunk unsent and
+  // tries again at the next heartbeat.
+  virtual Status ReadAt(uint64_t offset, uint64_t len, std::string* out) const = 0;
+};
+
+class InMemorySnapshotData final : public SnapshotData {
+ public:
+  explicit InMemorySnapshotData(std::string bytes) : bytes_(std::move(bytes)) {}
+  uint64_t size() const override { return bytes_.size(); }
+  Status ReadAt(uint64_t offset, uint64_t len, std::string* out) const override {
+    out->append(bytes_, offset, len);
+    return Status::Ok();
+  }
+  const std::string& bytes() const { return bytes_; }
+
+ private:
+  std::string bytes_;
+};
+
+inline std::shared_ptr<const SnapshotData> EmptySnapshotData() {
+  static const auto* empty = new std::shared_ptr<const SnapshotData>(
+      std::make_shared<const InMemorySnapshotData>(std::string()));
+  return *empty;
+}
+
+struct Snapshot {
+  pb::SnapshotMetadata metadata;
+  std::shared_ptr<const SnapshotData> data = EmptySnapshotData();  // never null
+
+  // A snapshot whose state is `bytes`, held in memory.
+  static Snapshot InMemory(pb::SnapshotMetadata metadata, std::string bytes) {
+    return Snapshot{std::move(metadata),
+                    std::make_shared<const InMemorySnapshotData>(std::move(bytes))};
+  }
+  // The whole state as one string (tests, the simulator, small snapshots).
+  Result<std::string> ReadAll() const {
+    std::string out;
+    out.reserve(data->size());
+    if (Status s = data->ReadAt(0, data->size(), &out); !s.ok()) return s;
+    return out;
+  }
+};
+
+}  // namespace synod::consensus
