@@ -249,11 +249,24 @@ void Node::HandleReady() {
     FinishReady(std::move(rd));  // nothing to make durable
     return;
   }
+  // The committed entries are durable here already (an engine hands out only entries an
+  // earlier Ready made durable): they are applied while this Ready's writes are being
+  // persisted, so that answers do not wait for this fsync. A snapshot is installed first,
+  // once durable: then everything waits for FinishReady.
+  std::vector<pb::Entry> committed;
+  std::vector<consensus::ReadState> read_states;
+  if (!rd.snapshot) {
+    committed = std::move(rd.committed_entries);
+    read_states = std::move(rd.read_states);
+    rd.committed_entries.clear();
+    rd.read_states.clear();
+  }
   {
     std::lock_guard lock(persist_mu_);
     to_persist_ = std::move(rd);
   }
   persist_cv_.notify_one();
+  ApplyAndServe(committed, read_states);
 }
 
 void Node::PersistLoop() {
@@ -297,14 +310,7 @@ void Node::FinishReady(consensus::Ready rd) {
     snapshot_index_ = meta.index();
     proposals_.erase(proposals_.begin(), proposals_.upper_bound(meta.index()));
   }
-  ApplyCommitted(rd.committed_entries);
-  for (const auto& rs : rd.read_states) {
-    auto it = reads_.find(rs.request_id);
-    if (it == reads_.end()) continue;
-    reads_to_serve_.emplace(rs.index, std::move(it->second));
-    reads_.erase(it);
-  }
-  ServeReads();
+  ApplyAndServe(rd.committed_entries, rd.read_states);
   engine_->Advance(rd);
   ready_in_flight_ = false;
   MaybeSnapshot();
@@ -323,6 +329,18 @@ void Node::Send(std::vector<pb::Message> messages) {
     *env.add_messages() = std::move(m);
   }
   for (auto& [to, env] : out) transport_->Send(env);
+}
+
+void Node::ApplyAndServe(const std::vector<pb::Entry>& committed,
+                         const std::vector<consensus::ReadState>& read_states) {
+  ApplyCommitted(committed);
+  for (const auto& rs : read_states) {
+    auto it = reads_.find(rs.request_id);
+    if (it == reads_.end()) continue;
+    reads_to_serve_.emplace(rs.index, std::move(it->second));
+    reads_.erase(it);
+  }
+  ServeReads();
 }
 
 void Node::ApplyCommitted(const std::vector<pb::Entry>& entries) {

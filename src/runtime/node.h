@@ -4,12 +4,15 @@
 // (consensus/api/engine.h) with real components:
 //
 //   loop thread     owns the engine: steps messages, ticks every `tick_interval`, takes
-//                   proposals and reads, takes a Ready when the previous one is done
+//                   proposals and reads, takes a Ready when the previous one is done,
+//                   hands it to the persist thread and meanwhile applies its committed
+//                   entries (durable already) to the StateMachine, answering the
+//                   proposals and reads waiting on them
 //   persist thread  writes each Ready to the write-ahead log (storage/wal.h: group
 //                   commit, fdatasync) and, for a snapshot, the snapshot file
-//   then, back on the loop thread: send the Ready's messages (Transport), apply its
-//   committed entries (StateMachine), answer the proposals and reads waiting on them,
-//   snapshot and compact the log every `snapshot_entries`, Advance.
+//   then, back on the loop thread: send the Ready's messages (Transport), install its
+//   snapshot if it has one (and only then apply), snapshot and compact the log every
+//   `snapshot_entries`, Advance.
 //
 // Batching is designed in: every proposal and message that arrives while a Ready is
 // being persisted goes into the next one, so one fsync covers many proposals.
@@ -136,6 +139,9 @@ class Node {
   void HandleReady();
   void FinishReady(consensus::Ready ready);
   void Send(std::vector<pb::Message> messages);
+  // Applies committed entries, then serves the reads they (and earlier ones) made safe.
+  void ApplyAndServe(const std::vector<pb::Entry>& committed,
+                     const std::vector<consensus::ReadState>& read_states);
   void ApplyCommitted(const std::vector<pb::Entry>& entries);
   void ServeReads();
   // Snapshots (every snapshot_entries applied entries): on the snapshot thread the state

@@ -24,7 +24,9 @@
 //      leaders in a term after a crash.
 //   3. Apply ready.snapshot (if any) and then ready.committed_entries to the state
 //      machine, in order. Serve each of ready.read_states once the applied index is at
-//      least its index.
+//      least its index. The committed entries are durable already (an engine hands out
+//      only entries an earlier Ready made durable): in a Ready without a snapshot they
+//      may be applied, and read_states served, while steps 1 and 2 are under way.
 //   4. Call Advance(ready). Step and Tick may be called while a Ready is being
 //      persisted; TakeReady may not be called again until Advance. The engine does not
 //      read the Ready back at Advance: the caller may move its contents out.

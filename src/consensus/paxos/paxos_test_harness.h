@@ -273,6 +273,7 @@ class Cluster {
   Ready TakeAndPersist(NodeId id) {
     Node& n = node(id);
     Ready rd = n.raft->TakeReady();
+    CheckCommittedAreDurable(n, rd);
     Persist(n, rd);
     for (const auto& m : rd.messages) {
       CheckPromisesAreDurable(n, m);
@@ -456,6 +457,17 @@ class Cluster {
       EXPECT_GE(rd.hard_state->term(), n.hard_state.term()) << "promise went backwards";
       EXPECT_GE(rd.hard_state->commit(), n.hard_state.commit()) << "chosen index regressed";
       n.hard_state = *rd.hard_state;
+    }
+  }
+
+  // Contract step 3's allowance: without a snapshot, committed entries are durable when
+  // the Ready is taken (the runtime applies them while the Ready is being persisted).
+  void CheckCommittedAreDurable(const Node& n, const Ready& rd) const {
+    if (rd.snapshot) return;
+    for (const auto& e : rd.committed_entries) {
+      const pb::Entry* durable = n.DurableEntry(e.index());
+      EXPECT_TRUE(durable != nullptr && durable->term() == e.term())
+          << "entry " << e.index() << " handed out to apply before it was durable";
     }
   }
 
