@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config clang-format
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   librocksdb-dev libasio-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev libspdlog-dev libfmt-dev libssl-dev
+  libcli11-dev libspdlog-dev libfmt-dev libssl-dev libgoogle-perftools-dev
   etcd-server etcd-client python3-etcd3
   gnuplot-nox
 )

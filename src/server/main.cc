@@ -1,11 +1,9 @@
 // synod: one member of a synod cluster. Takes etcd's core flags (and their ETCD_*
 // environment variables), so a start-up script written for etcd runs synod unchanged.
 #include <absl/synchronization/mutex.h>
-#include <malloc.h>
 #include <signal.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -106,11 +104,6 @@ std::vector<std::string> SplitList(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // glibc gives each thread that allocates an arena of its own, up to 8 per core, and
-  // memory freed in one arena is not reused by the others: with gRPC's many threads that
-  // nearly doubled a member's resident memory under load (BENCHMARKS.md). Two arenas,
-  // unless the operator chose with MALLOC_ARENA_MAX. Set before any thread starts.
-  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
   // gRPC locks with absl::Mutex, and Debian's absl checks every lock order for
   // deadlocks (a graph update per acquisition): a few percent of all CPU. Off.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
