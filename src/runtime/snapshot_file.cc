@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "storage/crc32c.h"
+#include "storage/durable_file.h"
 
 namespace synod::runtime {
 
@@ -57,15 +58,6 @@ Status ReadAllAt(int fd, uint64_t offset, char* out, size_t len, const std::stri
     offset += static_cast<uint64_t>(n);
     len -= static_cast<size_t>(n);
   }
-  return Status::Ok();
-}
-
-Status SyncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return IoError("open", dir);
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return IoError("fsync", dir);
   return Status::Ok();
 }
 
@@ -238,7 +230,7 @@ Status SnapshotFileWriter::Finish(const pb::SnapshotMetadata& metadata) {
   const std::string path = SnapshotPath(dir_, metadata.index());
   if (::rename(tmp_path_.c_str(), path.c_str()) != 0) return IoError("rename", tmp_path_);
   finished_ = true;
-  if (Status s = SyncDir(dir_); !s.ok()) return s;
+  if (Status s = storage::SyncDirectory(dir_); !s.ok()) return s;
   // Keep the newest two: the one just written, and the one before it in case this one is
   // damaged later.
   const std::vector<std::string> names = SnapshotFiles(dir_);

@@ -1,10 +1,6 @@
 #include "server/state_machine.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -15,6 +11,7 @@
 #include "base/assert.h"
 #include "server/server.h"
 #include "server/services.h"
+#include "storage/durable_file.h"
 
 namespace synod::server {
 
@@ -61,27 +58,6 @@ class SnapshotDataSource final : public kv::SnapshotSource {
   uint64_t pos_ = 0;
 };
 
-Status WriteDurably(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return Status(Code::kIoError, "create " + tmp + ": " + std::strerror(errno));
-  const bool ok = ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) &&
-                  ::fsync(fd) == 0;
-  const std::string err = std::strerror(errno);
-  ::close(fd);
-  if (!ok) return Status(Code::kIoError, "write " + tmp + ": " + err);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return Status(Code::kIoError, "rename " + tmp + ": " + std::strerror(errno));
-  }
-  const std::string dir = path.substr(0, path.rfind('/'));
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return Status::Ok();
-}
-
 }  // namespace
 
 ServerStateMachine::ServerStateMachine(
@@ -111,14 +87,16 @@ serverpb::Membership ServerStateMachine::membership() const {
 }
 
 Status ServerStateMachine::SaveInitial(const serverpb::Membership& membership) {
-  if (Status s = WriteDurably(membership_path_, membership.SerializeAsString()); !s.ok()) return s;
+  if (Status s = storage::WriteFileDurably(membership_path_, membership.SerializeAsString());
+      !s.ok())
+    return s;
   std::lock_guard lock(mu_);
   membership_ = membership;
   return Status::Ok();
 }
 
 void ServerStateMachine::SaveMembership(serverpb::Membership membership) {
-  Status s = WriteDurably(membership_path_, membership.SerializeAsString());
+  Status s = storage::WriteFileDurably(membership_path_, membership.SerializeAsString());
   SYNOD_ASSERT(s.ok(), "cannot write the membership file: the member must stop");
   {
     std::lock_guard lock(mu_);

@@ -12,6 +12,7 @@
 
 #include "base/assert.h"
 #include "base/thread_name.h"
+#include "storage/durable_file.h"
 #include "storage/wal_format.h"
 
 namespace synod::storage {
@@ -69,11 +70,9 @@ Status CreateDirectory(const std::string& dir) {
   const size_t slash = dir.find_last_of('/');
   const std::string parent =
       slash == std::string::npos ? "." : dir.substr(0, std::max<size_t>(slash, 1));
-  const int fd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status(Code::kIoError, IoErrorMessage("open directory", parent, errno));
-  const int err = ::fsync(fd) == 0 ? 0 : errno;
-  ::close(fd);
-  if (err != 0) return Status(Code::kIoError, IoErrorMessage("fsync directory", parent, err));
+  if (Status s = SyncDirectory(parent); !s.ok()) {
+    return Status(s.code(), "wal: " + s.message());
+  }
   return Status::Ok();
 }
 
