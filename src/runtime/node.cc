@@ -157,14 +157,8 @@ void Node::ProposeConfChange(pb::ConfChange change, ProposeCallback done) {
 }
 
 void Node::ReadIndex(ReadCallback done) {
-  Post([this, done = std::move(done)]() mutable {
-    const uint64_t id = next_read_id_++;
-    if (Status s = engine_->ReadIndex(id); !s.ok()) {
-      done(s);
-      return;
-    }
-    reads_[id] = std::move(done);
-  });
+  // The loop asks for a round once it has taken in everything queued (Loop).
+  Post([this, done = std::move(done)]() mutable { reads_waiting_.push_back(std::move(done)); });
 }
 
 void Node::TransferLeader(NodeId target) {
@@ -205,10 +199,13 @@ void Node::Loop() {
       work.swap(inbox_);
     }
     for (auto& w : work) w();
+    AskForReadIndex();
     bool ticked = false;
     if (std::chrono::steady_clock::now() >= next_tick) {
       engine_->Tick();
       ticked = true;
+      // Two ticks: a round asked just before this tick is not asked again yet.
+      if (read_round_ && ++read_round_->ticks_waited >= 2) RequestReadIndex();
       next_tick += options_.tick_interval;
       // After a stall, do not fire a burst of ticks: time is what it is now.
       next_tick = std::max(next_tick, std::chrono::steady_clock::now());
@@ -335,12 +332,35 @@ void Node::ApplyAndServe(const std::vector<pb::Entry>& committed,
                          const std::vector<consensus::ReadState>& read_states) {
   ApplyCommitted(committed);
   for (const auto& rs : read_states) {
-    auto it = reads_.find(rs.request_id);
-    if (it == reads_.end()) continue;
-    reads_to_serve_.emplace(rs.index, std::move(it->second));
-    reads_.erase(it);
+    if (!read_round_ || std::find(read_round_->request_ids.begin(), read_round_->request_ids.end(),
+                                  rs.request_id) == read_round_->request_ids.end()) {
+      continue;  // an earlier request of a round already served
+    }
+    for (auto& done : read_round_->reads) reads_to_serve_.emplace(rs.index, std::move(done));
+    read_round_.reset();
   }
   ServeReads();
+  AskForReadIndex();  // the reads that waited for that round
+}
+
+void Node::AskForReadIndex() {
+  if (read_round_ || reads_waiting_.empty()) return;
+  read_round_.emplace();
+  read_round_->reads = std::move(reads_waiting_);
+  reads_waiting_.clear();
+  RequestReadIndex();
+}
+
+void Node::RequestReadIndex() {
+  const uint64_t id = next_read_id_++;
+  if (Status s = engine_->ReadIndex(id); !s.ok()) {
+    std::vector<ReadCallback> reads = std::move(read_round_->reads);
+    read_round_.reset();
+    for (auto& done : reads) done(s);
+    return;
+  }
+  read_round_->request_ids.push_back(id);
+  read_round_->ticks_waited = 0;
 }
 
 void Node::ApplyCommitted(const std::vector<pb::Entry>& entries) {

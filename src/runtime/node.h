@@ -143,6 +143,10 @@ class Node {
   void ApplyAndServe(const std::vector<pb::Entry>& committed,
                      const std::vector<consensus::ReadState>& read_states);
   void ApplyCommitted(const std::vector<pb::Entry>& entries);
+  // Reads: AskForReadIndex starts a round for the reads waiting, if none is outstanding;
+  // RequestReadIndex asks the engine (again) for the outstanding round.
+  void AskForReadIndex();
+  void RequestReadIndex();
   void ServeReads();
   // Snapshots (every snapshot_entries applied entries): on the snapshot thread the state
   // machine streams its state into a new snapshot file; on the loop thread the engine
@@ -164,7 +168,19 @@ class Node {
 
   // Loop thread state.
   std::map<LogIndex, Pending> proposals_;
-  std::map<uint64_t, ReadCallback> reads_;                // by request id
+  // Linearizable reads are coalesced, as etcd's read loop does: one read index request
+  // (a "round") is outstanding at a time, and the reads that arrive meanwhile wait for
+  // the next round, whose read index is taken after they arrived. One round costs the
+  // same messages for one read or for a thousand. A round not answered within a tick or
+  // two (a message lost, a leader change) is asked again under a new request id; the
+  // first answer serves it.
+  struct ReadRound {
+    std::vector<uint64_t> request_ids;
+    std::vector<ReadCallback> reads;
+    int ticks_waited = 0;
+  };
+  std::vector<ReadCallback> reads_waiting_;               // not in a round yet
+  std::optional<ReadRound> read_round_;                   // asked, not answered
   std::multimap<LogIndex, ReadCallback> reads_to_serve_;  // confirmed, waiting to apply
   uint64_t next_read_id_ = 1;
   bool ready_in_flight_ = false;

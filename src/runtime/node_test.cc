@@ -26,15 +26,32 @@ class MemoryTransport : public Transport {
     std::lock_guard lock(mu_);
     nodes_.erase(id);
   }
+  // Messages for which `drop` answers true are lost; every message is counted by type.
+  void SetDrop(std::function<bool(const pb::Message&)> drop) {
+    std::lock_guard lock(mu_);
+    drop_ = std::move(drop);
+  }
+  int Sent(pb::MessageType type) {
+    std::lock_guard lock(mu_);
+    return sent_[type];
+  }
   void Send(const pb::Envelope& envelope) override {
     std::lock_guard lock(mu_);
+    pb::Envelope kept = envelope;
+    kept.clear_messages();
+    for (const auto& m : envelope.messages()) {
+      ++sent_[m.type()];
+      if (!drop_ || !drop_(m)) *kept.add_messages() = m;
+    }
     auto it = nodes_.find(envelope.to());
-    if (it != nodes_.end()) it->second->Receive(envelope);  // Receive only queues
+    if (it != nodes_.end()) it->second->Receive(std::move(kept));  // Receive only queues
   }
 
  private:
   std::mutex mu_;
   std::map<NodeId, Node*> nodes_;
+  std::function<bool(const pb::Message&)> drop_;
+  std::map<pb::MessageType, int> sent_;
 };
 
 class Cluster {
@@ -112,6 +129,7 @@ class Cluster {
   }
 
   Node& node(NodeId id) { return *nodes_.at(id); }
+  MemoryTransport& transport() { return transport_; }
   RecordingStateMachine& state(NodeId id) { return *state_.at(id); }
 
  private:
@@ -218,6 +236,47 @@ TEST(Node, AReadIndexCompletesOnceTheReadIsSafe) {
     // Linearizable: a read served after the put's acknowledgement sees it.
     EXPECT_EQ(c.state(id).Commands().back(), "x") << "member " << id;
   }
+}
+
+TEST(Node, ReadsThatArriveTogetherShareReadIndexRounds) {
+  Cluster c(3);
+  const NodeId leader = c.WaitForLeader();
+  ASSERT_NE(leader, 0u);
+  c.Put("x");
+  const NodeId follower = leader == 1 ? 2 : 1;
+  const int before = c.transport().Sent(pb::MSG_READ_INDEX);
+  constexpr int kReads = 200;
+  std::atomic<int> ok{0};
+  std::atomic<int> finished{0};
+  std::promise<void> all_done;
+  for (int i = 0; i < kReads; ++i) {
+    c.node(follower).ReadIndex([&](Status s) {
+      if (s.ok()) ++ok;
+      if (++finished == kReads) all_done.set_value();
+    });
+  }
+  ASSERT_EQ(all_done.get_future().wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(ok.load(), kReads);
+  // One request per round, and a round serves every read that waited for it.
+  EXPECT_LE(c.transport().Sent(pb::MSG_READ_INDEX) - before, 10);
+}
+
+TEST(Node, AReadIndexRequestLostOnTheWayIsAskedAgain) {
+  Cluster c(3);
+  const NodeId leader = c.WaitForLeader();
+  ASSERT_NE(leader, 0u);
+  c.Put("x");
+  const NodeId follower = leader == 1 ? 2 : 1;
+  std::atomic<int> dropped{0};
+  c.transport().SetDrop([&](const pb::Message& m) {
+    return m.type() == pb::MSG_READ_INDEX && dropped++ == 0;  // the first one only
+  });
+  std::promise<Status> done;
+  c.node(follower).ReadIndex([&done](Status s) { done.set_value(s); });
+  auto f = done.get_future();
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready) << "the lost request was not asked again";
+  EXPECT_TRUE(f.get().ok());
+  EXPECT_GE(dropped.load(), 2);
 }
 
 TEST(Node, AProposalAtAFollowerIsRefusedNamingNoOneElse) {
