@@ -2,12 +2,15 @@
 // LeaseTimeToLive, LeaseLeases.
 //
 // Grant and revoke go through the log. Keep-alives and time-to-live are answered by the
-// leader, whose lessor keeps the expiry times (a follower forwards them).
+// leader, whose lessor keeps the expiry times (a follower forwards them). Keep-alive
+// streams honour etcd's require-leader (server/require_leader.h).
 #include <deque>
 #include <mutex>
+#include <vector>
 
 #include "etcd/etcdserverpb/rpc.grpc.pb.h"
 #include "kv/errors.h"
+#include "server/require_leader.h"
 #include "server/server.h"
 #include "server/services.h"
 
@@ -24,8 +27,9 @@ class KeepAliveStream final
  public:
   explicit KeepAliveStream(Server* server) : server_(server), state_(std::make_shared<State>()) {
     state_->stream = this;
-    StartRead(&request_);
   }
+  // Starts reading requests: from then on the stream may end (and be deleted) any time.
+  void Start() { StartRead(&request_); }
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // the client closed its side, or the call is cancelled
@@ -75,7 +79,20 @@ class KeepAliveStream final
     delete this;
   }
 
- private:
+  struct State;
+  std::shared_ptr<State> state() const { return state_; }
+
+  // Ends the stream with `status` unless it is done already; answers not yet written are
+  // dropped (etcd cancels the stream's context).
+  static void End(const std::shared_ptr<State>& state, const grpc::Status& status) {
+    std::lock_guard lock(state->mu);
+    KeepAliveStream* stream = state->stream;
+    if (stream == nullptr || state->finished) return;
+    state->queue.clear();
+    state->finished = true;
+    stream->Finish(status);
+  }
+
   struct State {
     std::mutex mu;
     KeepAliveStream* stream = nullptr;  // null once the stream is done
@@ -86,6 +103,7 @@ class KeepAliveStream final
     bool finished = false;
   };
 
+ private:
   static void Answer(const std::shared_ptr<State>& state, int64_t id, serverpb::Outcome outcome) {
     std::lock_guard lock(state->mu);
     --state->pending;
@@ -134,9 +152,40 @@ class KeepAliveStream final
   bool cancelled_ = false;  // under state_->mu
 };
 
+// The open keep-alive streams whose clients require a leader.
+class StreamsRequiringLeader {
+ public:
+  void Add(std::weak_ptr<KeepAliveStream::State> state) {
+    std::lock_guard lock(mu_);
+    std::erase_if(streams_, [](const auto& s) { return s.expired(); });
+    streams_.push_back(std::move(state));
+  }
+  void EndAll(const grpc::Status& status) {
+    std::vector<std::weak_ptr<KeepAliveStream::State>> streams;
+    {
+      std::lock_guard lock(mu_);
+      streams.swap(streams_);
+    }
+    for (const auto& weak : streams) {
+      if (auto state = weak.lock()) KeepAliveStream::End(state, status);
+    }
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::weak_ptr<KeepAliveStream::State>> streams_;
+};
+
 class LeaseService final : public epb::Lease::CallbackService {
  public:
-  explicit LeaseService(Server* server) : server_(server) {}
+  explicit LeaseService(Server* server)
+      : server_(server), requiring_leader_(std::make_shared<StreamsRequiringLeader>()) {
+    server_->OnNoLeader([weak = std::weak_ptr<StreamsRequiringLeader>(requiring_leader_)] {
+      if (auto streams = weak.lock()) {
+        streams->EndAll(grpc::Status(grpc::StatusCode::UNAVAILABLE, kStreamNoLeader));
+      }
+    });
+  }
 
   grpc::ServerUnaryReactor* LeaseGrant(grpc::CallbackServerContext* context,
                                        const epb::LeaseGrantRequest* request,
@@ -158,8 +207,16 @@ class LeaseService final : public epb::Lease::CallbackService {
   }
 
   grpc::ServerBidiReactor<epb::LeaseKeepAliveRequest, epb::LeaseKeepAliveResponse>* LeaseKeepAlive(
-      grpc::CallbackServerContext*) override {
-    return new KeepAliveStream(server_);
+      grpc::CallbackServerContext* context) override {
+    const bool require_leader = RequiresLeader(*context);
+    if (require_leader && !server_->HasLeader()) {
+      return new RefusedStream<epb::LeaseKeepAliveRequest, epb::LeaseKeepAliveResponse>(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE, kStreamNoLeader));
+    }
+    auto* stream = new KeepAliveStream(server_);
+    if (require_leader) requiring_leader_->Add(stream->state());
+    stream->Start();
+    return stream;
   }
 
   grpc::ServerUnaryReactor* LeaseTimeToLive(grpc::CallbackServerContext* context,
@@ -215,6 +272,7 @@ class LeaseService final : public epb::Lease::CallbackService {
   }
 
   Server* server_;
+  std::shared_ptr<StreamsRequiringLeader> requiring_leader_;
 };
 
 }  // namespace

@@ -729,12 +729,6 @@ class WatchReactor final : public grpc::ServerBidiReactor<WatchRequest, WatchRes
 };
 
 // A stream refused before it starts (etcd: no leader while the client requires one).
-class RefusedWatch final : public grpc::ServerBidiReactor<WatchRequest, WatchResponse> {
- public:
-  explicit RefusedWatch(grpc::Status status) { Finish(std::move(status)); }
-  void OnDone() override { delete this; }
-};
-
 class WatchService final : public etcdserverpb::Watch::CallbackService {
  public:
   WatchService(std::shared_ptr<WatchHub> hub, std::function<bool()> has_leader,
@@ -744,13 +738,12 @@ class WatchService final : public etcdserverpb::Watch::CallbackService {
 
   grpc::ServerBidiReactor<WatchRequest, WatchResponse>* Watch(
       grpc::CallbackServerContext* context) override {
-    // etcd's clients (etcdctl watch among them) send "hasleader: true" to be told when the
-    // member they watch through is cut off from the cluster.
-    const auto& metadata = context->client_metadata();
-    auto it = metadata.find("hasleader");
-    const bool require_leader = it != metadata.end() && it->second == "true";
+    // etcd's clients (etcdctl watch among them) ask to be told when the member they
+    // watch through is cut off from the cluster.
+    const bool require_leader = RequiresLeader(*context);
     if (require_leader && has_leader_ && !has_leader_()) {
-      return new RefusedWatch(grpc::Status(grpc::StatusCode::UNAVAILABLE, kWatchNoLeader));
+      return new RefusedStream<WatchRequest, WatchResponse>(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE, kStreamNoLeader));
     }
     return new WatchReactor(hub_, require_leader);
   }

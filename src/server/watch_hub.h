@@ -49,6 +49,7 @@
 
 #include "etcd/etcdserverpb/rpc.pb.h"
 #include "kv/store.h"
+#include "server/require_leader.h"
 
 namespace grpc {
 class Service;
@@ -190,8 +191,6 @@ class WatchHub {
 std::unique_ptr<grpc::Service> MakeWatchService(std::shared_ptr<WatchHub> hub,
                                                 std::function<bool()> has_leader,
                                                 std::function<void()> on_stop);
-// etcd's message for a stream that required a leader the member does not have.
-inline constexpr char kWatchNoLeader[] = "etcdserver: no leader";
 // Ends every watch stream of a service made above (UNAVAILABLE, "server stopped"), so that
 // a server shutting down does not wait for watchers to hang up. Idempotent.
 void StopWatchService(grpc::Service* service);

@@ -22,7 +22,7 @@ std::unique_ptr<grpc::Service> MakeWatchService(Server* server) {
   // Streams of clients that require a leader end once this member has long had none.
   server->OnNoLeader([weak = std::weak_ptr<WatchHub>(hub)] {
     if (auto h = weak.lock()) {
-      h->EndStreamsRequiringLeader(grpc::Status(grpc::StatusCode::UNAVAILABLE, kWatchNoLeader));
+      h->EndStreamsRequiringLeader(grpc::Status(grpc::StatusCode::UNAVAILABLE, kStreamNoLeader));
     }
   });
   return MakeWatchService(

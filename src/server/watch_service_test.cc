@@ -94,7 +94,7 @@ TEST_F(WatchServiceTest, StreamsThatRequireALeaderEndWithoutOne) {
   ASSERT_TRUE(requiring->Read(&r));
   ASSERT_TRUE(WaitStreams(2));
 
-  hub_->EndStreamsRequiringLeader(grpc::Status(grpc::StatusCode::UNAVAILABLE, kWatchNoLeader));
+  hub_->EndStreamsRequiringLeader(grpc::Status(grpc::StatusCode::UNAVAILABLE, kStreamNoLeader));
   EXPECT_FALSE(requiring->Read(&r));
   const grpc::Status ended = requiring->Finish();
   EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAVAILABLE);

@@ -11,6 +11,7 @@ LeaderLossTest    a member cut off from the others ends the watches of clients t
 """
 
 import os
+import queue
 import random
 import shutil
 import signal
@@ -308,6 +309,52 @@ class LeaderLossTest(unittest.TestCase):
             # Not at once (a leader may come back), and not much later than 3 x 500 ms.
             self.assertGreater(waited, 1.0)
             self.assertLess(waited, 10.0)
+
+    def test_a_lease_keep_alive_stream_through_a_member_without_a_leader_ends(self):
+        # etcd's clients open keep-alive streams with "hasleader: true": the member ends
+        # them once it has had no leader for 3 election timeouts, and refuses new ones.
+        flags = ["--heartbeat-interval", "50", "--election-timeout", "500"]
+        metadata = [("hasleader", "true")]
+        with Cluster(3, flags=flags) as c:
+            survivor = c.members[2]
+            lease_id = c.client(2).lease(600).id
+            channel = grpc.insecure_channel(survivor.endpoint)
+            self.addCleanup(channel.close)
+            stub = etcdrpc.LeaseStub(channel)
+            requests = queue.Queue()
+
+            def request_stream():
+                while True:
+                    item = requests.get()
+                    if item is None:
+                        return
+                    yield item
+
+            self.addCleanup(requests.put, None)
+            responses = stub.LeaseKeepAlive(request_stream(), metadata=metadata, timeout=30)
+            requests.put(etcdrpc.LeaseKeepAliveRequest(ID=lease_id))
+            first = next(responses)
+            self.assertEqual(first.ID, lease_id)
+            self.assertGreater(first.TTL, 0)
+
+            c.kill(0)
+            c.kill(1)
+            started = time.monotonic()
+            with self.assertRaises(grpc.RpcError) as ended:
+                next(responses)  # no further request: only the member can end the stream
+            waited = time.monotonic() - started
+            self.assertEqual((ended.exception.code(), ended.exception.details()),
+                             (grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader"))
+            self.assertGreater(waited, 1.0)
+            self.assertLess(waited, 10.0)
+
+            # A new stream that requires a leader is refused while there is none.
+            refused = stub.LeaseKeepAlive(iter([etcdrpc.LeaseKeepAliveRequest(ID=lease_id)]),
+                                          metadata=metadata, timeout=10)
+            with self.assertRaises(grpc.RpcError) as refusal:
+                next(refused)
+            self.assertEqual((refusal.exception.code(), refusal.exception.details()),
+                             (grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader"))
 
 
 class StartupTest(unittest.TestCase):
