@@ -69,6 +69,7 @@ class BackendIterator {
   virtual ~BackendIterator() = default;
   virtual void Seek(std::string_view target) = 0;  // first key >= target (and >= lower)
   virtual void SeekToFirst() = 0;
+  virtual void SeekToLast() = 0;  // the last key < upper (and >= lower)
   virtual bool Valid() const = 0;
   virtual void Next() = 0;
   virtual std::string_view key() const = 0;

@@ -223,15 +223,24 @@ bool DecodeRecord(std::string_view in, Record* r) {
 }
 
 std::string EncodeEvent(const EventEntry& e) {
-  std::string out(1, e.is_delete ? 'D' : 'P');
+  std::string out(1, e.is_delete ? 'd' : 'p');
+  PutVarint(&out, e.index);
   out.append(e.key);
   return out;
 }
 
 bool DecodeEvent(std::string_view in, EventEntry* e) {
-  if (in.empty() || (in.front() != 'D' && in.front() != 'P')) return false;
-  e->is_delete = in.front() == 'D';
-  e->key.assign(in.data() + 1, in.size() - 1);
+  if (in.empty()) return false;
+  const char tag = in.front();
+  in.remove_prefix(1);
+  e->index = 0;
+  if (tag == 'p' || tag == 'd') {
+    if (!GetVarint(&in, &e->index)) return false;
+  } else if (tag != 'P' && tag != 'D') {  // format 1
+    return false;
+  }
+  e->is_delete = tag == 'd' || tag == 'D';
+  e->key.assign(in.data(), in.size());
   return true;
 }
 

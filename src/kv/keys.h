@@ -4,7 +4,9 @@
 //   h<esc(key)><~rev, 8 BE>     history: every version and tombstone not yet compacted,
 //                               newest first within a key (a Record)
 //   r<rev, 8 BE><sub, 8 BE>     revision index: one entry per change, in revision order
-//                               (an EventEntry: put/delete and the key) — the watch history
+//                               (an EventEntry: put/delete, the key and the log index of
+//                               the entry that made the change) — the watch history, and
+//                               where the newest revision and applied index are read back
 //   l<lease id, 8 BE>           leases (a LeaseRecord)
 //   k<lease id, 8 BE><key>      the keys attached to a lease
 //   a<member, 8 BE><alarm type> active alarms
@@ -38,7 +40,9 @@ inline constexpr std::string_view kMetaCompactRevision = "mcompact_revision";
 inline constexpr std::string_view kMetaCompactDone = "mcompact_done";
 inline constexpr std::string_view kMetaFormat = "mformat";
 inline constexpr std::string_view kMetaInstalling = "minstalling";
-inline constexpr uint64_t kFormatVersion = 1;
+// 2: revision index entries carry the log index, and an entry that makes a revision writes
+// no applied_index / revision meta (format 1 stores are read, and upgraded at open).
+inline constexpr uint64_t kFormatVersion = 2;
 
 // Fixed-width big-endian integers (order-preserving for unsigned values).
 void PutBig64(std::string* out, uint64_t v);
@@ -94,10 +98,12 @@ std::string EncodeRecord(const Record& record);
 std::optional<bool> IsTombstone(std::string_view encoded);
 bool DecodeRecord(std::string_view in, Record* record);
 
-// The value of an r... entry.
+// The value of an r... entry: 'p' (put) or 'd' (delete), varint log index, key. Format 1
+// stores wrote 'P' / 'D' and the key, without the index (read back as index 0).
 struct EventEntry {
   bool is_delete = false;
   std::string key;
+  uint64_t index = 0;  // the log entry that made the change
 };
 std::string EncodeEvent(const EventEntry& entry);
 bool DecodeEvent(std::string_view in, EventEntry* entry);

@@ -43,6 +43,7 @@ class RocksIterator final : public BackendIterator {
     it_->Seek(ToSlice(target));
   }
   void SeekToFirst() override { it_->SeekToFirst(); }
+  void SeekToLast() override { it_->SeekToLast(); }
   bool Valid() const override { return it_->Valid(); }
   void Next() override { it_->Next(); }
   std::string_view key() const override { return ToView(it_->key()); }

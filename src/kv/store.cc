@@ -90,13 +90,17 @@ Status Store::LoadState() {
 
   auto format = ReadMeta(*backend_, keys::kMetaFormat);
   if (!format.ok()) return format.status();
-  if (!format.value().has_value()) {
+  if (format.value().has_value() && *format.value() != 1 &&
+      *format.value() != keys::kFormatVersion) {
+    return Status(Code::kCorruption, "kv: unknown store format " + std::to_string(*format.value()));
+  }
+  if (format.value() != keys::kFormatVersion) {
+    // A new store, or one of format 1, which this code reads as it is: from now on it is
+    // written in the current format, so an older binary must refuse it.
     WriteBatch batch;
     batch.Put(std::string(keys::kMetaFormat), keys::EncodeU64(keys::kFormatVersion));
     Status s = backend_->Write(batch, /*sync=*/true);
     if (!s.ok()) return s;
-  } else if (*format.value() != keys::kFormatVersion) {
-    return Status(Code::kCorruption, "kv: unknown store format " + std::to_string(*format.value()));
   }
   struct Field {
     std::string_view key;
@@ -113,6 +117,24 @@ Status Store::LoadState() {
     auto v = ReadMeta(*backend_, field.key);
     if (!v.ok()) return v.status();
     if (v.value().has_value()) field.set(*v.value());
+  }
+  // Entries that made a revision wrote no meta: the newest revision index entry has the
+  // revision and the index of the last of them (format 1 entries have index 0 and kept
+  // the meta up to date).
+  const std::string revisions_begin(1, keys::kRevision);
+  auto newest = backend_->NewIterator(revisions_begin, keys::PrefixEnd(revisions_begin));
+  newest->SeekToLast();
+  if (newest->Valid()) {
+    int64_t main = 0, sub = 0;
+    keys::EventEntry event;
+    if (!keys::ParseRevision(newest->key(), &main, &sub) ||
+        !keys::DecodeEvent(newest->value(), &event)) {
+      return Status(Code::kCorruption, "kv: malformed revision index entry");
+    }
+    revision_ = std::max(revision_, main);
+    applied_index_ = std::max(applied_index_, event.index);
+  } else if (!newest->status().ok()) {
+    return newest->status();
   }
 
   const std::string alarm_begin(1, keys::kAlarm);
@@ -146,8 +168,10 @@ Status Store::CheckUsable() const {
 Result<Store::View> Store::TakeView() const {
   std::lock_guard lock(mu_);
   if (needs_snapshot_) return NeedsSnapshotError();
-  return View{
-      .reader = backend_->View(), .revision = revision_, .compact_revision = compact_revision_};
+  return View{.reader = backend_->View(),
+              .revision = revision_,
+              .compact_revision = compact_revision_,
+              .applied_index = applied_index_};
 }
 
 Status Store::Validate(const kvpb::Request& request) const {
@@ -229,7 +253,7 @@ Result<ApplyResult> Store::Apply(uint64_t index, const kvpb::Request& request, u
     out.skipped = true;
     return out;
   }
-  WriteTxn txn(*this, revision_);
+  WriteTxn txn(*this, revision_, index);
   Status s = ValidateRequest(options_, request);
   if (s.ok()) s = ApplyRequest(txn, request, index, now_ms, &out.response);
   if (IsBackendFailure(s)) return s;
@@ -238,11 +262,11 @@ Result<ApplyResult> Store::Apply(uint64_t index, const kvpb::Request& request, u
     out.response.Clear();
     txn.Discard();
   }
-  if (txn.changed()) {
-    txn.batch().Put(std::string(keys::kMetaRevision),
-                    keys::EncodeU64(static_cast<uint64_t>(txn.revision())));
+  // An entry that made a revision recorded its index with its changes (LoadState reads
+  // both back from the newest revision index entry): two meta records fewer per write.
+  if (!txn.changed()) {
+    txn.batch().Put(std::string(keys::kMetaAppliedIndex), keys::EncodeU64(index));
   }
-  txn.batch().Put(std::string(keys::kMetaAppliedIndex), keys::EncodeU64(index));
   std::lock_guard lock(mu_);
   Status w = backend_->Write(txn.batch(), options_.sync);
   if (!w.ok()) return w;

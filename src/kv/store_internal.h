@@ -20,6 +20,7 @@ struct Store::View {
   std::shared_ptr<const BackendReader> reader;
   int64_t revision = 0;
   int64_t compact_revision = -1;
+  uint64_t applied_index = 0;  // the last log entry the state includes
 };
 
 // A key range with etcd's conventions: `single` (empty range_end) is the key alone;
@@ -77,7 +78,8 @@ Result<kvpb::RangeResponse> ExecuteRange(const ReadSource& source, int64_t compa
 // rises by one at commit if anything changed.
 class WriteTxn {
  public:
-  WriteTxn(Store& store, int64_t begin_revision);
+  // `index`: the log entry being applied (recorded with every change it makes).
+  WriteTxn(Store& store, int64_t begin_revision, uint64_t index);
 
   int64_t begin_revision() const { return begin_revision_; }
   // The revision a read inside this txn reports (begin + 1 once something changed).
@@ -105,6 +107,7 @@ class WriteTxn {
 
   Store& store_;
   const int64_t begin_revision_;
+  const uint64_t index_;
   int64_t changes_ = 0;
   Overlay overlay_;
   WriteBatch batch_;

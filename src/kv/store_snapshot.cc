@@ -178,11 +178,7 @@ Result<SnapshotInfo> Store::WriteSnapshot(SnapshotSink& sink) const {
   const View& v = view.value();
   SnapshotInfo info;
   info.revision = v.revision;
-  auto applied = v.reader->Get(keys::kMetaAppliedIndex);
-  if (!applied.ok()) return applied.status();
-  if (applied.value().has_value()) {
-    info.applied_index = keys::DecodeU64(*applied.value()).value_or(0);
-  }
+  info.applied_index = v.applied_index;
   SnapshotWriter writer(sink);
   std::string header(kMagic);
   keys::PutBig64(&header, kSnapshotFormat);

@@ -8,8 +8,8 @@ namespace synod::kv {
 
 // --- WriteTxn ---
 
-WriteTxn::WriteTxn(Store& store, int64_t begin_revision)
-    : store_(store), begin_revision_(begin_revision) {}
+WriteTxn::WriteTxn(Store& store, int64_t begin_revision, uint64_t index)
+    : store_(store), begin_revision_(begin_revision), index_(index) {}
 
 ReadSource WriteTxn::source() const {
   return ReadSource{store_.backend_.get(), &overlay_, revision()};
@@ -48,7 +48,7 @@ Status WriteTxn::Put(std::string_view key, std::string_view value, int64_t lease
   batch_.Put(keys::Current(key), encoded);
   batch_.Put(keys::History(key, rev), encoded);
   batch_.Put(keys::Revision(rev, changes_),
-             keys::EncodeEvent({.is_delete = false, .key = std::string(key)}));
+             keys::EncodeEvent({.is_delete = false, .key = std::string(key), .index = index_}));
   const int64_t old_lease = prev.has_value() ? prev->lease : 0;
   if (old_lease != 0 && old_lease != lease) batch_.Delete(keys::LeaseKey(old_lease, key));
   if (lease != 0 && old_lease != lease) batch_.Put(keys::LeaseKey(lease, key), "");
@@ -67,7 +67,8 @@ Status WriteTxn::DeleteKey(const std::string& key, const keys::Record& old) {
   tombstone.sub = changes_;
   batch_.Delete(keys::Current(key));
   batch_.Put(keys::History(key, rev), keys::EncodeRecord(tombstone));
-  batch_.Put(keys::Revision(rev, changes_), keys::EncodeEvent({.is_delete = true, .key = key}));
+  batch_.Put(keys::Revision(rev, changes_),
+             keys::EncodeEvent({.is_delete = true, .key = key, .index = index_}));
   if (old.lease != 0) batch_.Delete(keys::LeaseKey(old.lease, key));
   overlay_.emplace(key, std::nullopt);
   ++changes_;
