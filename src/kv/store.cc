@@ -85,6 +85,7 @@ Status Store::LoadState() {
   compact_done_ = -1;
   alarms_.clear();
   leases_.clear();
+  live_keys_.clear();
   needs_snapshot_ = installing.value().has_value();
   if (needs_snapshot_) return Status::Ok();
 
@@ -136,6 +137,19 @@ Status Store::LoadState() {
   } else if (!newest->status().ok()) {
     return newest->status();
   }
+
+  const std::string current_begin(1, keys::kCurrent);
+  auto current = backend_->NewIterator(current_begin, keys::PrefixEnd(current_begin));
+  keys::Record record;
+  for (current->SeekToFirst(); current->Valid(); current->Next()) {
+    if (!keys::DecodeRecord(current->value(), &record)) {
+      return Status(Code::kCorruption, "kv: malformed current entry");
+    }
+    live_keys_.emplace(current->key().substr(1), LiveKey{.create_revision = record.create_revision,
+                                                         .version = record.version,
+                                                         .lease = record.lease});
+  }
+  if (!current->status().ok()) return current->status();
 
   const std::string alarm_begin(1, keys::kAlarm);
   auto it = backend_->NewIterator(alarm_begin, keys::PrefixEnd(alarm_begin));
@@ -272,6 +286,15 @@ Result<ApplyResult> Store::Apply(uint64_t index, const kvpb::Request& request, u
   if (!w.ok()) return w;
   applied_index_ = index;
   revision_ = txn.revision();
+  for (auto& [key, record] : txn.overlay()) {
+    if (record.has_value()) {
+      live_keys_.insert_or_assign(key, LiveKey{.create_revision = record->create_revision,
+                                               .version = record->version,
+                                               .lease = record->lease});
+    } else {
+      live_keys_.erase(key);
+    }
+  }
   for (auto& fn : txn.on_commit()) fn();
   return out;
 }

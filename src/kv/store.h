@@ -30,6 +30,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "base/result.h"
@@ -205,6 +206,18 @@ class Store {
     int64_t ttl_s = 0;
     std::optional<uint64_t> expiry_ms;  // none: does not expire here (not primary)
   };
+  // What a put needs of a live key's current version (etcd keeps its key index in memory
+  // too): with it, a put reads nothing from the backend.
+  struct LiveKey {
+    int64_t create_revision = 0;
+    int64_t version = 0;
+    int64_t lease = 0;
+  };
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using LiveKeys = std::unordered_map<std::string, LiveKey, StringHash, std::equal_to<>>;
 
   Store(std::unique_ptr<Backend> backend, StoreOptions options);
   Status LoadState();
@@ -248,6 +261,9 @@ class Store {
   int64_t compact_done_ = -1;  // physical compaction finished up to here
   bool needs_snapshot_ = false;
   std::set<std::pair<uint64_t, int>> alarms_;  // (member, AlarmType)
+
+  // Every live key as of the last applied entry: the writer's alone (Apply, LoadState).
+  LiveKeys live_keys_;
 
   // Lease expiry: guarded by lease_mu_ (keep-alives come from other threads).
   mutable std::mutex lease_mu_;

@@ -96,6 +96,8 @@ class WriteTxn {
   Result<int64_t> DeleteRange(const KeyRange& range, std::vector<kvpb::KeyValue>* prev_kvs);
 
   WriteBatch& batch() { return batch_; }
+  // The keys this txn wrote (nullopt: deleted), for the store's live key index at commit.
+  Overlay& overlay() { return overlay_; }
   // Runs after the batch is durable in the backend (in-memory effects: leases, alarms).
   void OnCommit(std::function<void()> fn) { on_commit_.push_back(std::move(fn)); }
   // Forgets every change (the request failed): the batch keeps only what Apply adds next.

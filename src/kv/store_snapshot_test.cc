@@ -85,6 +85,37 @@ TEST(KvSnapshot, AnInstalledSnapshotReproducesTheWholeStore) {
   EXPECT_EQ(Dump(target), Dump(source));
 }
 
+// A put continues a key's versions (create revision kept, version + 1) after the store is
+// reopened or replaced by a snapshot: what a put reads of the key's live version comes
+// back with it.
+TEST(KvSnapshot, APutAfterReopenOrInstallContinuesTheKeysVersions) {
+  TestStore source;
+  source.ApplyOk(PutReq("k", "1"));     // revision 2: created
+  source.ApplyOk(PutReq("k", "2", 0));  // version 2
+  source.ApplyOk(GrantReq(7, 60));
+  source.ApplyOk(PutReq("k", "3", 7));  // version 3, on lease 7
+  const std::string bytes = Dump(source);
+  TestStore installed;
+  StringSnapshotSource in(bytes);
+  ASSERT_TRUE(installed->InstallSnapshot(in).ok());
+  installed.next_index = source.next_index;
+  source.Reopen();
+  for (TestStore* s : {&source, &installed}) {
+    s->ApplyOk(PutReq("k", "4"));  // leaves lease 7
+    const auto kvs = Get(**s, "k").kvs();
+    ASSERT_EQ(kvs.size(), 1);
+    EXPECT_EQ(kvs[0].create_revision(), 2);
+    EXPECT_EQ(kvs[0].version(), 4);
+    EXPECT_EQ(kvs[0].lease(), 0);
+    kvpb::LeaseTimeToLiveRequest ttl;
+    ttl.set_id(7);
+    ttl.set_keys(true);
+    auto attached = (*s)->LeaseTimeToLive(ttl, s->now_ms);
+    ASSERT_TRUE(attached.ok());
+    EXPECT_EQ(attached.value().keys_size(), 0) << "the key left the lease";
+  }
+}
+
 TEST(KvSnapshot, ASnapshotSurvivesTheTargetsRestart) {
   TestStore source;
   Populate(source);

@@ -29,8 +29,13 @@ void WriteTxn::Discard() {
 Status WriteTxn::Put(std::string_view key, std::string_view value, int64_t lease) {
   SYNOD_ASSERT(!overlay_.contains(key),
                "a key is written at most once per revision (the txn duplicate-key check)");
-  auto old = GetCurrent(source(), key);
-  if (!old.ok()) return old.status();
+  // The key's live version before this revision, as the last applied entry left it (the
+  // overlay cannot have it: asserted above): from the store's live key index, not the
+  // backend.
+  std::optional<Store::LiveKey> prev;
+  if (auto live = store_.live_keys_.find(key); live != store_.live_keys_.end()) {
+    prev = live->second;
+  }
   const int64_t rev = begin_revision_ + 1;
   keys::Record record;
   record.mod_revision = rev;
@@ -39,7 +44,6 @@ Status WriteTxn::Put(std::string_view key, std::string_view value, int64_t lease
   record.version = 1;
   record.lease = lease;
   record.value = std::string(value);
-  const std::optional<keys::Record>& prev = old.value();
   if (prev.has_value()) {
     record.create_revision = prev->create_revision;
     record.version = prev->version + 1;
