@@ -281,11 +281,15 @@ Result<ApplyResult> Store::Apply(uint64_t index, const kvpb::Request& request, u
   if (!txn.changed()) {
     txn.batch().Put(std::string(keys::kMetaAppliedIndex), keys::EncodeU64(index));
   }
-  std::lock_guard lock(mu_);
-  Status w = backend_->Write(txn.batch(), options_.sync);
-  if (!w.ok()) return w;
-  applied_index_ = index;
-  revision_ = txn.revision();
+  {
+    std::lock_guard lock(mu_);  // readers see the batch and its revision together
+    Status w = backend_->Write(txn.batch(), options_.sync);
+    if (!w.ok()) return w;
+    applied_index_ = index;
+    revision_ = txn.revision();
+    for (auto& fn : txn.on_commit()) fn();
+  }
+  // The live key index is the writer's alone: updated outside the readers' lock.
   for (auto& [key, record] : txn.overlay()) {
     if (record.has_value()) {
       live_keys_.insert_or_assign(key, LiveKey{.create_revision = record->create_revision,
@@ -295,7 +299,6 @@ Result<ApplyResult> Store::Apply(uint64_t index, const kvpb::Request& request, u
       live_keys_.erase(key);
     }
   }
-  for (auto& fn : txn.on_commit()) fn();
   return out;
 }
 

@@ -238,12 +238,18 @@ TEST(Node, AReadIndexCompletesOnceTheReadIsSafe) {
   }
 }
 
+// A follower of `c` once a put has committed (0 if no leader was elected).
+NodeId FollowerAfterAPut(Cluster& c) {
+  const NodeId leader = c.WaitForLeader();
+  if (leader == 0) return 0;
+  c.Put("x");
+  return leader == 1 ? 2 : 1;
+}
+
 TEST(Node, ReadsThatArriveTogetherShareReadIndexRounds) {
   Cluster c(3);
-  const NodeId leader = c.WaitForLeader();
-  ASSERT_NE(leader, 0u);
-  c.Put("x");
-  const NodeId follower = leader == 1 ? 2 : 1;
+  const NodeId follower = FollowerAfterAPut(c);
+  ASSERT_NE(follower, 0u);
   const int before = c.transport().Sent(pb::MSG_READ_INDEX);
   constexpr int kReads = 200;
   std::atomic<int> ok{0};
@@ -263,10 +269,8 @@ TEST(Node, ReadsThatArriveTogetherShareReadIndexRounds) {
 
 TEST(Node, AReadIndexRequestLostOnTheWayIsAskedAgain) {
   Cluster c(3);
-  const NodeId leader = c.WaitForLeader();
-  ASSERT_NE(leader, 0u);
-  c.Put("x");
-  const NodeId follower = leader == 1 ? 2 : 1;
+  const NodeId follower = FollowerAfterAPut(c);
+  ASSERT_NE(follower, 0u);
   std::atomic<int> dropped{0};
   c.transport().SetDrop([&](const pb::Message& m) {
     return m.type() == pb::MSG_READ_INDEX && dropped++ == 0;  // the first one only
