@@ -121,6 +121,9 @@ Node::~Node() {
   }
   persist_cv_.notify_all();
   if (persist_thread_.joinable()) persist_thread_.join();
+  // Now, while the inbox still exists: the WAL writes what is queued, and its callbacks
+  // post to the inbox (no loop runs them any more).
+  wal_.reset();
 }
 
 // ---------------------------------------------------------------------------------
@@ -258,12 +261,35 @@ void Node::HandleReady() {
     rd.committed_entries.clear();
     rd.read_states.clear();
   }
-  {
-    std::lock_guard lock(persist_mu_);
-    to_persist_ = std::move(rd);
+  if (rd.snapshot) {
+    {
+      std::lock_guard lock(persist_mu_);
+      to_persist_ = std::move(rd);
+    }
+    persist_cv_.notify_one();
+  } else {
+    // The WAL's storage thread tells us when the write is durable: no thread of ours
+    // waits for the fsync. (The engine does not read the Ready back: its entries move.)
+    storage::WalWrite write;
+    write.entries = std::move(rd.entries);
+    write.hard_state = rd.hard_state;
+    Status s = wal_->Append(write, [this, rd = std::move(rd)](const Status& durable) mutable {
+      OnDurable(durable, std::move(rd));
+    });
+    SYNOD_ASSERT(s.ok(), "the write-ahead log failed: the member must stop");
   }
-  persist_cv_.notify_one();
   ApplyAndServe(committed, read_states);
+}
+
+void Node::OnDurable(const Status& durable, consensus::Ready rd) {
+  // A WAL that cannot write cannot promise anything: stop rather than send messages
+  // that claim durability (the WAL has already made sure nothing on disk is damaged).
+  SYNOD_ASSERT(durable.ok(), "the write-ahead log failed: the member must stop");
+  if (rd.hard_state) {
+    std::lock_guard lock(persist_mu_);
+    durable_hard_state_ = *rd.hard_state;
+  }
+  Post([this, rd = std::move(rd)]() mutable { FinishReady(std::move(rd)); });
 }
 
 void Node::PersistLoop() {
@@ -276,24 +302,16 @@ void Node::PersistLoop() {
       rd = std::move(*to_persist_);
       to_persist_.reset();
     }
+    // The snapshot file first (it can be large: this thread, not the loop, writes it),
+    // then its marker, entries and hard state in the WAL.
+    Status s = WriteSnapshotFile(SnapshotDir(), *rd.snapshot);
+    SYNOD_ASSERT(s.ok(),
+                 "cannot persist a snapshot: the member must stop (disk full or I/O error)");
     storage::WalWrite write;
-    if (rd.snapshot) {
-      Status s = WriteSnapshotFile(SnapshotDir(), *rd.snapshot);
-      SYNOD_ASSERT(s.ok(),
-                   "cannot persist a snapshot: the member must stop (disk full or I/O error)");
-      write.snapshot = rd.snapshot->metadata;
-    }
-    write.entries = rd.entries;
+    write.snapshot = rd.snapshot->metadata;
+    write.entries = std::move(rd.entries);
     write.hard_state = rd.hard_state;
-    Status s = wal_->AppendSync(write);
-    if (rd.hard_state) {
-      std::lock_guard lock(persist_mu_);
-      durable_hard_state_ = *rd.hard_state;
-    }
-    // A WAL that cannot write cannot promise anything: stop rather than send messages
-    // that claim durability (the WAL has already made sure nothing on disk is damaged).
-    SYNOD_ASSERT(s.ok(), "the write-ahead log failed: the member must stop");
-    Post([this, rd = std::move(rd)]() mutable { FinishReady(std::move(rd)); });
+    OnDurable(wal_->AppendSync(write), std::move(rd));
   }
 }
 

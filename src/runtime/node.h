@@ -5,11 +5,13 @@
 //
 //   loop thread     owns the engine: steps messages, ticks every `tick_interval`, takes
 //                   proposals and reads, takes a Ready when the previous one is done,
-//                   hands it to the persist thread and meanwhile applies its committed
-//                   entries (durable already) to the StateMachine, answering the
-//                   proposals and reads waiting on them
-//   persist thread  writes each Ready to the write-ahead log (storage/wal.h: group
-//                   commit, fdatasync) and, for a snapshot, the snapshot file
+//                   queues it on the write-ahead log (storage/wal.h: its storage thread
+//                   writes and fdatasyncs, one group commit for all that queued) and
+//                   meanwhile applies its committed entries (durable already) to the
+//                   StateMachine, answering the proposals and reads waiting on them
+//   WAL thread      tells the loop when the Ready is durable (no thread waits for it)
+//   persist thread  writes a Ready that carries a snapshot from the leader: the snapshot
+//                   file, then the WAL
 //   then, back on the loop thread: send the Ready's messages (Transport), install its
 //   snapshot if it has one (and only then apply), snapshot and compact the log every
 //   `snapshot_entries`, Advance.
@@ -137,6 +139,8 @@ class Node {
   void PersistLoop();
   void Post(std::function<void()> work);
   void HandleReady();
+  // On the thread that made `ready` durable (or failed to): hands it back to the loop.
+  void OnDurable(const Status& durable, consensus::Ready ready);
   void FinishReady(consensus::Ready ready);
   void Send(std::vector<pb::Message> messages);
   // Applies committed entries, then serves the reads they (and earlier ones) made safe.
@@ -198,7 +202,7 @@ class Node {
   NodeStatus status_;  // published copy, under mu_
   std::atomic<NodeId> leader_{consensus::kNoNode};
 
-  // Persist thread.
+  // Persist thread (Readies with a snapshot) and the durable hard state.
   std::mutex persist_mu_;
   std::condition_variable persist_cv_;
   std::optional<consensus::Ready> to_persist_;

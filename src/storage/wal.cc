@@ -174,6 +174,18 @@ void Wal::CheckAndApply(const WalWrite& write) {
 Status Wal::Append(const WalWrite& write, WalTicket* ticket) {
   WalChunk chunk;
   if (Status s = Encode(write, &chunk); !s.ok()) return s;  // the costly part, unlocked
+  return Enqueue(write, std::move(chunk), ticket);
+}
+
+Status Wal::Append(const WalWrite& write, std::function<void(const Status&)> on_durable) {
+  WalChunk chunk;
+  if (Status s = Encode(write, &chunk); !s.ok()) return s;
+  chunk.on_durable = std::move(on_durable);
+  WalTicket ticket = 0;
+  return Enqueue(write, std::move(chunk), &ticket);
+}
+
+Status Wal::Enqueue(const WalWrite& write, WalChunk chunk, WalTicket* ticket) {
   std::unique_lock lock(mu_);
   SYNOD_ASSERT(!stopping_, "no Append once the Wal is being destroyed");
   space_cv_.wait(lock, [&] {
@@ -219,6 +231,9 @@ void Wal::Run() {
     if (s.ok()) s = writer_.Sync();
     if (!s.ok()) {
       Fail(s);
+      for (const WalChunk& chunk : batch) {
+        if (chunk.on_durable) chunk.on_durable(s);
+      }
       return;
     }
     Publish(batch);
@@ -243,17 +258,24 @@ void Wal::Publish(const std::vector<WalChunk>& batch) {
   }
   durable_cv_.notify_all();
   if (options_.on_durable) options_.on_durable(durable_index);
+  for (const WalChunk& chunk : batch) {
+    if (chunk.on_durable) chunk.on_durable(Status::Ok());
+  }
 }
 
 void Wal::Fail(const Status& status) {
+  std::vector<WalChunk> dropped;
   {
     std::lock_guard lock(mu_);
     failed_ = status;
-    queue_.clear();
+    dropped.swap(queue_);
     queue_bytes_ = 0;
   }
   durable_cv_.notify_all();
   space_cv_.notify_all();
+  for (const WalChunk& chunk : dropped) {
+    if (chunk.on_durable) chunk.on_durable(status);
+  }
 }
 
 Status Wal::ReleaseBefore(uint64_t index, uint64_t* segments_released) {

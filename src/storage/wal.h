@@ -6,6 +6,7 @@
 //   WalTicket ticket;
 //   s = wal->Append(WalWrite{.entries = ..., .hard_state = ...}, &ticket);  // any thread
 //   s = wal->WaitDurable(ticket);        // or options.on_durable, from the storage thread
+//   s = wal->Append(write, [](const Status& durable) {...});  // told on the storage thread
 //
 // Group commit: Append only encodes the records (on the caller's thread) and queues them. A
 // dedicated storage thread takes everything queued while its previous fdatasync ran, writes
@@ -102,6 +103,11 @@ class Wal {
   // Queues `write`; `*ticket` identifies it for WaitDurable. Fails with the failed state's
   // kIoError, or kTooLarge for an oversized entry (nothing queued then).
   Status Append(const WalWrite& write, WalTicket* ticket);
+  // Queues `write`; `on_durable` runs on the storage thread once it (and every append before
+  // it) is durable, with Ok, or with the WAL's error if it fails first. It must be quick
+  // and must not call Append or WaitDurable. No thread waits: the caller hears back.
+  // Fails at once (without calling `on_durable`) as the Append above does.
+  Status Append(const WalWrite& write, std::function<void(const Status&)> on_durable);
   // Blocks until the append with `ticket` (and all before it) is durable, or the WAL failed.
   Status WaitDurable(WalTicket ticket);
   // Append + WaitDurable: the synchronous path.
@@ -123,6 +129,7 @@ class Wal {
  private:
   Wal(const std::string& dir, WalOptions options, const RecoveryResult& recovery, int lock_fd);
   Status Encode(const WalWrite& write, WalChunk* chunk) const;
+  Status Enqueue(const WalWrite& write, WalChunk chunk, WalTicket* ticket);
   void CheckAndApply(const WalWrite& write);
   void Run();
   void Publish(const std::vector<WalChunk>& batch);

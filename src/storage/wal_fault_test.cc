@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -163,6 +164,31 @@ TEST(WalFaultTest, FailedFdatasyncIsNeverRetried) {
   EXPECT_NE(s.message().find(std::strerror(EIO)), std::string::npos) << s.message();
   WalTicket ticket = 0;
   EXPECT_EQ(wal->Append(Entries(6, 6, 1), &ticket).code(), Code::kIoError);
+  EXPECT_EQ(wal->durable_index(), 5u);
+}
+
+TEST(WalFaultTest, AFailedFdatasyncIsToldToTheAppendsWaitingForIt) {
+  ScratchDir dir;
+  DiskFullAfter io(UINT64_MAX);
+  WalOptions options = SmallOptions(1 << 20);
+  options.io = &io;
+  WalRecovered recovered;
+  std::unique_ptr<Wal> wal;
+  ASSERT_TRUE(Wal::Open(dir.wal(), options, &wal, &recovered).ok());
+  ASSERT_TRUE(wal->AppendSync(Entries(1, 5, 1)).ok());
+  io.FailSyncs();
+  std::promise<Status> told;
+  ASSERT_TRUE(wal->Append(Entries(6, 6, 1), [&](const Status& s) { told.set_value(s); }).ok());
+  std::future<Status> result = told.get_future();
+  ASSERT_EQ(result.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+      << "the append was never told";
+  const Status s = result.get();
+  EXPECT_EQ(s.code(), Code::kIoError) << "never Ok: the entry is not durable";
+  EXPECT_NE(s.message().find("fdatasync"), std::string::npos) << s.message();
+  bool called = false;
+  EXPECT_EQ(wal->Append(Entries(6, 6, 1), [&](const Status&) { called = true; }).code(),
+            Code::kIoError);
+  EXPECT_FALSE(called) << "an append refused at once is not told again";
   EXPECT_EQ(wal->durable_index(), 5u);
 }
 

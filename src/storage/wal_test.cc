@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -276,6 +277,36 @@ TEST(WalTest, GroupCommitFromSixteenThreadsSharesFdatasyncs) {
   EXPECT_EQ(last_reported.load(), records);
   auto reopened = OpenOrDie(dir.wal(), options, &recovered);
   ExpectEntries(recovered.entries, 1, records, 1);
+}
+
+TEST(WalTest, AnAppendWithACallbackIsToldInOrderOnceDurable) {
+  ScratchDir dir;
+  WalRecovered recovered;
+  {
+    auto wal = OpenOrDie(dir.wal(), SmallOptions(1 << 20), &recovered);
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<std::pair<uint64_t, uint64_t>> told;  // (first index, durable index then)
+    for (uint64_t first = 1; first <= 91; first += 10) {
+      const Status s = wal->Append(Entries(first, first + 9, 1), [&, first](const Status& d) {
+        EXPECT_TRUE(d.ok()) << d.ToString();
+        std::lock_guard lock(mu);
+        told.emplace_back(first, wal->durable_index());
+        cv.notify_all();
+      });
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return told.size() == 10; }))
+        << told.size() << " of 10 appends told";
+    for (size_t i = 0; i < told.size(); ++i) {
+      EXPECT_EQ(told[i].first, 1 + 10 * i) << "in the order of the appends";
+      EXPECT_GE(told[i].second, told[i].first + 9) << "told only once durable";
+    }
+  }
+  WalRecovered again;
+  auto wal = OpenOrDie(dir.wal(), SmallOptions(1 << 20), &again);
+  ExpectEntries(again.entries, 1, 100, 1);
 }
 
 TEST(WalTest, OversizedEntryIsRefusedWithoutHarm) {

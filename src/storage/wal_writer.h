@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -34,6 +35,8 @@ struct WalChunk {
   uint64_t last_index_after = 0;  // last index of the log once the chunk is applied
   std::optional<consensuspb::HardState> hard_state;       // set when the chunk logs one
   std::optional<consensuspb::SnapshotMetadata> snapshot;  // set when the chunk logs one
+  // Told once the chunk is durable (Ok) or can never be (the WAL's failure); may be empty.
+  std::function<void(const Status&)> on_durable;
 };
 
 struct SegmentWriterOptions {
