@@ -9,6 +9,7 @@
 #include "etcd/v3electionpb/v3election.grpc.pb.h"
 #include "server/concurrency.h"
 #include "server/key_waiter.h"
+#include "server/require_leader.h"
 #include "server/server.h"
 #include "server/services.h"
 
@@ -70,6 +71,14 @@ class ObserveReactor final : public grpc::ServerWriteReactor<epb::LeaderResponse
       }
       stream->Subscribe(prefix);
     });
+  }
+
+  // The client requires a leader: the stream ends when the member has long had none.
+  void RequireLeader(StreamsRequiringLeader& streams) {
+    streams.Add(
+        stream_, +[](const std::shared_ptr<Stream>& stream, const grpc::Status& status) {
+          stream->Finish(status);
+        });
   }
 
   void OnWriteDone(bool ok) override { stream_->OnWriteDone(ok); }
@@ -186,8 +195,16 @@ class ObserveReactor final : public grpc::ServerWriteReactor<epb::LeaderResponse
 
 class ElectionService final : public epb::Election::CallbackService {
  public:
-  explicit ElectionService(Server* server) : server_(server), waiter_(&server->store()) {
+  explicit ElectionService(Server* server)
+      : server_(server),
+        waiter_(&server->store()),
+        requiring_leader_(std::make_shared<StreamsRequiringLeader>()) {
     feed_id_ = server_->revisions().Subscribe([this](int64_t) { waiter_.Notify(); });
+    server_->OnNoLeader([weak = std::weak_ptr<StreamsRequiringLeader>(requiring_leader_)] {
+      if (auto streams = weak.lock()) {
+        streams->EndAll(grpc::Status(grpc::StatusCode::UNAVAILABLE, kStreamNoLeader));
+      }
+    });
   }
   // As LockService: destroyed with no RPC in flight, before the revision feed.
   ~ElectionService() override { server_->revisions().Unsubscribe(feed_id_); }
@@ -271,8 +288,15 @@ class ElectionService final : public epb::Election::CallbackService {
   }
 
   grpc::ServerWriteReactor<epb::LeaderResponse>* Observe(
-      grpc::CallbackServerContext* /*context*/, const epb::LeaderRequest* request) override {
-    return new ObserveReactor(server_, &waiter_, request->name());
+      grpc::CallbackServerContext* context, const epb::LeaderRequest* request) override {
+    const bool require_leader = RequiresLeader(*context);
+    if (require_leader && !server_->HasLeader()) {
+      return new RefusedWriter<epb::LeaderResponse>(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE, kStreamNoLeader));
+    }
+    auto* observe = new ObserveReactor(server_, &waiter_, request->name());
+    if (require_leader) observe->RequireLeader(*requiring_leader_);
+    return observe;
   }
 
   // etcd: deletes the leader's key if it still has the leader's create revision; answers OK
@@ -309,6 +333,7 @@ class ElectionService final : public epb::Election::CallbackService {
   Server* const server_;
   KeyWaiter waiter_;
   uint64_t feed_id_ = 0;
+  std::shared_ptr<StreamsRequiringLeader> requiring_leader_;  // Observe streams
 };
 
 }  // namespace

@@ -152,30 +152,6 @@ class KeepAliveStream final
   bool cancelled_ = false;  // under state_->mu
 };
 
-// The open keep-alive streams whose clients require a leader.
-class StreamsRequiringLeader {
- public:
-  void Add(std::weak_ptr<KeepAliveStream::State> state) {
-    std::lock_guard lock(mu_);
-    std::erase_if(streams_, [](const auto& s) { return s.expired(); });
-    streams_.push_back(std::move(state));
-  }
-  void EndAll(const grpc::Status& status) {
-    std::vector<std::weak_ptr<KeepAliveStream::State>> streams;
-    {
-      std::lock_guard lock(mu_);
-      streams.swap(streams_);
-    }
-    for (const auto& weak : streams) {
-      if (auto state = weak.lock()) KeepAliveStream::End(state, status);
-    }
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::weak_ptr<KeepAliveStream::State>> streams_;
-};
-
 class LeaseService final : public epb::Lease::CallbackService {
  public:
   explicit LeaseService(Server* server)
@@ -214,7 +190,7 @@ class LeaseService final : public epb::Lease::CallbackService {
           grpc::Status(grpc::StatusCode::UNAVAILABLE, kStreamNoLeader));
     }
     auto* stream = new KeepAliveStream(server_);
-    if (require_leader) requiring_leader_->Add(stream->state());
+    if (require_leader) requiring_leader_->Add(stream->state(), &KeepAliveStream::End);
     stream->Start();
     return stream;
   }

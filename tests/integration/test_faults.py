@@ -6,8 +6,9 @@ DurabilityTest    SIGKILL of the leader under a stream of acknowledged puts; SIG
                   restart of every member.
 StartupTest       a data dir from another cluster, unsupported or unknown flags, bad
                   values, a port in use, --version and --help.
-LeaderLossTest    a member cut off from the others ends the watches of clients that
-                  require a leader (etcdctl's do), as etcd does.
+LeaderLossTest    a member cut off from the others ends the watches, lease keep-alives
+                  and election observations of clients that require a leader (etcdctl's
+                  do), as etcd does, and refuses new ones.
 """
 
 import os
@@ -351,6 +352,41 @@ class LeaderLossTest(unittest.TestCase):
             # A new stream that requires a leader is refused while there is none.
             refused = stub.LeaseKeepAlive(iter([etcdrpc.LeaseKeepAliveRequest(ID=lease_id)]),
                                           metadata=metadata, timeout=10)
+            with self.assertRaises(grpc.RpcError) as refusal:
+                next(refused)
+            self.assertEqual((refusal.exception.code(), refusal.exception.details()),
+                             (grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader"))
+
+    def test_an_election_observe_stream_through_a_member_without_a_leader_ends(self):
+        # etcd applies require-leader to every stream, Election.Observe included. No
+        # Python stubs for v3election: the call is made with hand-encoded bytes.
+        flags = ["--heartbeat-interval", "50", "--election-timeout", "500"]
+        metadata = [("hasleader", "true")]
+        request = b"\x0a\x01e"  # LeaderRequest{name: "e"}
+        with Cluster(3, flags=flags) as c:
+            c.client(2).put("e/candidate", "me")
+            survivor = c.members[2]
+            channel = grpc.insecure_channel(survivor.endpoint)
+            self.addCleanup(channel.close)
+            observe = channel.unary_stream("/v3electionpb.Election/Observe",
+                                           request_serializer=None, response_deserializer=None)
+            responses = observe(request, metadata=metadata, timeout=30)
+            first = next(responses)
+            self.assertIn(b"e/candidate", first)  # the leader's key, in LeaderResponse.kv
+
+            c.kill(0)
+            c.kill(1)
+            started = time.monotonic()
+            with self.assertRaises(grpc.RpcError) as ended:
+                next(responses)  # the leader does not change: only the member ends it
+            waited = time.monotonic() - started
+            if not is_etcd():
+                self.assertEqual((ended.exception.code(), ended.exception.details()),
+                                 (grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader"))
+            self.assertGreater(waited, 1.0)
+            self.assertLess(waited, 10.0)
+
+            refused = observe(request, metadata=metadata, timeout=10)
             with self.assertRaises(grpc.RpcError) as refusal:
                 next(refused)
             self.assertEqual((refusal.exception.code(), refusal.exception.details()),
