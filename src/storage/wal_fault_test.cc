@@ -148,37 +148,36 @@ TEST(WalFaultTest, DiskFullWakesEveryWaiterOfAGroupCommit) {
   }
 }
 
-TEST(WalFaultTest, FailedFdatasyncIsNeverRetried) {
-  ScratchDir dir;
-  DiskFullAfter io(UINT64_MAX);
-  WalOptions options = SmallOptions(1 << 20);
-  options.io = &io;
-  WalRecovered recovered;
-  std::unique_ptr<Wal> wal;
-  ASSERT_TRUE(Wal::Open(dir.wal(), options, &wal, &recovered).ok());
-  ASSERT_TRUE(wal->AppendSync(Entries(1, 5, 1)).ok());
-  io.FailSyncs();
-  const Status s = wal->AppendSync(Entries(6, 6, 1));
+// A WAL with entries 1..5 durable, whose fdatasyncs fail (EIO) from now on.
+class WalSyncFailureTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    WalOptions options = SmallOptions(1 << 20);
+    options.io = &io_;
+    WalRecovered recovered;
+    ASSERT_TRUE(Wal::Open(dir_.wal(), options, &wal_, &recovered).ok());
+    ASSERT_TRUE(wal_->AppendSync(Entries(1, 5, 1)).ok());
+    io_.FailSyncs();
+  }
+
+  ScratchDir dir_;
+  DiskFullAfter io_{UINT64_MAX};
+  std::unique_ptr<Wal> wal_;
+};
+
+TEST_F(WalSyncFailureTest, AFailedFdatasyncIsNeverRetried) {
+  const Status s = wal_->AppendSync(Entries(6, 6, 1));
   EXPECT_EQ(s.code(), Code::kIoError);
   EXPECT_NE(s.message().find("fdatasync"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find(std::strerror(EIO)), std::string::npos) << s.message();
   WalTicket ticket = 0;
-  EXPECT_EQ(wal->Append(Entries(6, 6, 1), &ticket).code(), Code::kIoError);
-  EXPECT_EQ(wal->durable_index(), 5u);
+  EXPECT_EQ(wal_->Append(Entries(6, 6, 1), &ticket).code(), Code::kIoError);
+  EXPECT_EQ(wal_->durable_index(), 5u);
 }
 
-TEST(WalFaultTest, AFailedFdatasyncIsToldToTheAppendsWaitingForIt) {
-  ScratchDir dir;
-  DiskFullAfter io(UINT64_MAX);
-  WalOptions options = SmallOptions(1 << 20);
-  options.io = &io;
-  WalRecovered recovered;
-  std::unique_ptr<Wal> wal;
-  ASSERT_TRUE(Wal::Open(dir.wal(), options, &wal, &recovered).ok());
-  ASSERT_TRUE(wal->AppendSync(Entries(1, 5, 1)).ok());
-  io.FailSyncs();
+TEST_F(WalSyncFailureTest, AFailedFdatasyncIsToldToTheAppendsWaitingForIt) {
   std::promise<Status> told;
-  ASSERT_TRUE(wal->Append(Entries(6, 6, 1), [&](const Status& s) { told.set_value(s); }).ok());
+  ASSERT_TRUE(wal_->Append(Entries(6, 6, 1), [&](const Status& s) { told.set_value(s); }).ok());
   std::future<Status> result = told.get_future();
   ASSERT_EQ(result.wait_for(std::chrono::seconds(10)), std::future_status::ready)
       << "the append was never told";
@@ -186,10 +185,10 @@ TEST(WalFaultTest, AFailedFdatasyncIsToldToTheAppendsWaitingForIt) {
   EXPECT_EQ(s.code(), Code::kIoError) << "never Ok: the entry is not durable";
   EXPECT_NE(s.message().find("fdatasync"), std::string::npos) << s.message();
   bool called = false;
-  EXPECT_EQ(wal->Append(Entries(6, 6, 1), [&](const Status&) { called = true; }).code(),
+  EXPECT_EQ(wal_->Append(Entries(6, 6, 1), [&](const Status&) { called = true; }).code(),
             Code::kIoError);
   EXPECT_FALSE(called) << "an append refused at once is not told again";
-  EXPECT_EQ(wal->durable_index(), 5u);
+  EXPECT_EQ(wal_->durable_index(), 5u);
 }
 
 // A real file system that fills up: a 256 KiB tmpfs. Needs the right to mount (root in CI).
