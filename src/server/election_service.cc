@@ -198,13 +198,8 @@ class ElectionService final : public epb::Election::CallbackService {
   explicit ElectionService(Server* server)
       : server_(server),
         waiter_(&server->store()),
-        requiring_leader_(std::make_shared<StreamsRequiringLeader>()) {
+        requiring_leader_(StreamsRequiringLeader::EndedWhenNoLeader(*server)) {
     feed_id_ = server_->revisions().Subscribe([this](int64_t) { waiter_.Notify(); });
-    server_->OnNoLeader([weak = std::weak_ptr<StreamsRequiringLeader>(requiring_leader_)] {
-      if (auto streams = weak.lock()) {
-        streams->EndAll(grpc::Status(grpc::StatusCode::UNAVAILABLE, kStreamNoLeader));
-      }
-    });
   }
   // As LockService: destroyed with no RPC in flight, before the revision feed.
   ~ElectionService() override { server_->revisions().Unsubscribe(feed_id_); }

@@ -155,13 +155,7 @@ class KeepAliveStream final
 class LeaseService final : public epb::Lease::CallbackService {
  public:
   explicit LeaseService(Server* server)
-      : server_(server), requiring_leader_(std::make_shared<StreamsRequiringLeader>()) {
-    server_->OnNoLeader([weak = std::weak_ptr<StreamsRequiringLeader>(requiring_leader_)] {
-      if (auto streams = weak.lock()) {
-        streams->EndAll(grpc::Status(grpc::StatusCode::UNAVAILABLE, kStreamNoLeader));
-      }
-    });
-  }
+      : server_(server), requiring_leader_(StreamsRequiringLeader::EndedWhenNoLeader(*server)) {}
 
   grpc::ServerUnaryReactor* LeaseGrant(grpc::CallbackServerContext* context,
                                        const epb::LeaseGrantRequest* request,

@@ -13,6 +13,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "server/server.h"
+
 namespace synod::server {
 
 // What etcd answers (rpctypes.ErrGRPCNoLeader), with UNAVAILABLE.
@@ -45,6 +47,18 @@ class RefusedWriter final : public grpc::ServerWriteReactor<Response> {
 // a stream that ended on its own is skipped (and forgotten at the next Add).
 class StreamsRequiringLeader {
  public:
+  // A registry whose streams `server` ends (UNAVAILABLE, kStreamNoLeader) each time it has
+  // long had no leader (Server::OnNoLeader); the server only holds it weakly.
+  static std::shared_ptr<StreamsRequiringLeader> EndedWhenNoLeader(Server& server) {
+    auto streams = std::make_shared<StreamsRequiringLeader>();
+    server.OnNoLeader([weak = std::weak_ptr<StreamsRequiringLeader>(streams)] {
+      if (auto s = weak.lock()) {
+        s->EndAll(grpc::Status(grpc::StatusCode::UNAVAILABLE, kStreamNoLeader));
+      }
+    });
+    return streams;
+  }
+
   template <typename State>
   using End = void (*)(const std::shared_ptr<State>& stream, const grpc::Status& status);
 

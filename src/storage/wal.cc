@@ -171,21 +171,31 @@ void Wal::CheckAndApply(const WalWrite& write) {
   }
 }
 
+namespace {
+
+// Tells each chunk that has a callback how its write ended.
+void Tell(const std::vector<WalChunk>& chunks, const Status& status) {
+  for (const WalChunk& chunk : chunks) {
+    if (chunk.on_durable) chunk.on_durable(status);
+  }
+}
+
+}  // namespace
+
 Status Wal::Append(const WalWrite& write, WalTicket* ticket) {
-  WalChunk chunk;
-  if (Status s = Encode(write, &chunk); !s.ok()) return s;  // the costly part, unlocked
-  return Enqueue(write, std::move(chunk), ticket);
+  return Enqueue(write, nullptr, ticket);
 }
 
 Status Wal::Append(const WalWrite& write, std::function<void(const Status&)> on_durable) {
-  WalChunk chunk;
-  if (Status s = Encode(write, &chunk); !s.ok()) return s;
-  chunk.on_durable = std::move(on_durable);
   WalTicket ticket = 0;
-  return Enqueue(write, std::move(chunk), &ticket);
+  return Enqueue(write, std::move(on_durable), &ticket);
 }
 
-Status Wal::Enqueue(const WalWrite& write, WalChunk chunk, WalTicket* ticket) {
+Status Wal::Enqueue(const WalWrite& write, std::function<void(const Status&)> on_durable,
+                    WalTicket* ticket) {
+  WalChunk chunk;
+  if (Status s = Encode(write, &chunk); !s.ok()) return s;  // the costly part, unlocked
+  chunk.on_durable = std::move(on_durable);
   std::unique_lock lock(mu_);
   SYNOD_ASSERT(!stopping_, "no Append once the Wal is being destroyed");
   space_cv_.wait(lock, [&] {
@@ -231,9 +241,7 @@ void Wal::Run() {
     if (s.ok()) s = writer_.Sync();
     if (!s.ok()) {
       Fail(s);
-      for (const WalChunk& chunk : batch) {
-        if (chunk.on_durable) chunk.on_durable(s);
-      }
+      Tell(batch, s);
       return;
     }
     Publish(batch);
@@ -258,9 +266,7 @@ void Wal::Publish(const std::vector<WalChunk>& batch) {
   }
   durable_cv_.notify_all();
   if (options_.on_durable) options_.on_durable(durable_index);
-  for (const WalChunk& chunk : batch) {
-    if (chunk.on_durable) chunk.on_durable(Status::Ok());
-  }
+  Tell(batch, Status::Ok());
 }
 
 void Wal::Fail(const Status& status) {
@@ -273,9 +279,7 @@ void Wal::Fail(const Status& status) {
   }
   durable_cv_.notify_all();
   space_cv_.notify_all();
-  for (const WalChunk& chunk : dropped) {
-    if (chunk.on_durable) chunk.on_durable(status);
-  }
+  Tell(dropped, status);
 }
 
 Status Wal::ReleaseBefore(uint64_t index, uint64_t* segments_released) {

@@ -129,7 +129,9 @@ class Wal {
  private:
   Wal(const std::string& dir, WalOptions options, const RecoveryResult& recovery, int lock_fd);
   Status Encode(const WalWrite& write, WalChunk* chunk) const;
-  Status Enqueue(const WalWrite& write, WalChunk chunk, WalTicket* ticket);
+  // Encodes `write` and queues it (the two Appends).
+  Status Enqueue(const WalWrite& write, std::function<void(const Status&)> on_durable,
+                 WalTicket* ticket);
   void CheckAndApply(const WalWrite& write);
   void Run();
   void Publish(const std::vector<WalChunk>& batch);
