@@ -78,14 +78,21 @@ class BackendIterator {
   virtual Status status() const = 0;
 };
 
+// What an iterator is for, which decides whether the blocks it reads stay cached. A request
+// reads what other requests will read again (kRequest). A scan that reads much of the
+// database once — a snapshot, the key index built at start, compaction — passes kOnePass
+// and reads past the block cache: through it, the scan would evict what requests keep
+// reading and leave the cache full, to its configured size, of blocks nobody reads again.
+enum class ScanKind { kRequest, kOnePass };
+
 // Reads: either a consistent view (Backend::View) or the latest state (the Backend itself).
 class BackendReader {
  public:
   virtual ~BackendReader() = default;
   virtual Result<std::optional<std::string>> Get(std::string_view key) const = 0;
   // `upper` empty: no upper bound.
-  virtual std::unique_ptr<BackendIterator> NewIterator(std::string_view lower,
-                                                       std::string_view upper) const = 0;
+  virtual std::unique_ptr<BackendIterator> NewIterator(
+      std::string_view lower, std::string_view upper, ScanKind kind = ScanKind::kRequest) const = 0;
 };
 
 class Backend : public BackendReader {
@@ -99,6 +106,8 @@ class Backend : public BackendReader {
   virtual std::shared_ptr<const BackendReader> View() const = 0;
   // The space the data takes on disk and in memory, approximately (local to this node).
   virtual uint64_t SizeBytes() const = 0;
+  // The memory the backend's cache of read blocks holds now (local).
+  virtual uint64_t CacheBytes() const = 0;
   // Reclaims the space of deleted data now (etcd's "defragment").
   virtual Status Defragment() = 0;
 };

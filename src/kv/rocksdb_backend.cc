@@ -30,10 +30,11 @@ std::string_view ToView(const rocksdb::Slice& s) { return std::string_view(s.dat
 class RocksIterator final : public BackendIterator {
  public:
   RocksIterator(rocksdb::DB* db, const rocksdb::Snapshot* snapshot, std::string_view lower,
-                std::string_view upper)
+                std::string_view upper, ScanKind kind)
       : lower_(lower), upper_(upper), lower_slice_(lower_), upper_slice_(upper_) {
     rocksdb::ReadOptions options;
     options.snapshot = snapshot;
+    options.fill_cache = kind == ScanKind::kRequest;
     if (!lower_.empty()) options.iterate_lower_bound = &lower_slice_;
     if (!upper_.empty()) options.iterate_upper_bound = &upper_slice_;
     it_.reset(db->NewIterator(options));
@@ -76,9 +77,9 @@ class RocksView final : public BackendReader {
   Result<std::optional<std::string>> Get(std::string_view key) const override {
     return GetAt(db_, snapshot_, key);
   }
-  std::unique_ptr<BackendIterator> NewIterator(std::string_view lower,
-                                               std::string_view upper) const override {
-    return std::make_unique<RocksIterator>(db_, snapshot_, lower, upper);
+  std::unique_ptr<BackendIterator> NewIterator(std::string_view lower, std::string_view upper,
+                                               ScanKind kind) const override {
+    return std::make_unique<RocksIterator>(db_, snapshot_, lower, upper, kind);
   }
 
  private:
@@ -94,9 +95,9 @@ class RocksBackend final : public Backend {
   Result<std::optional<std::string>> Get(std::string_view key) const override {
     return GetAt(db_.get(), nullptr, key);
   }
-  std::unique_ptr<BackendIterator> NewIterator(std::string_view lower,
-                                               std::string_view upper) const override {
-    return std::make_unique<RocksIterator>(db_.get(), nullptr, lower, upper);
+  std::unique_ptr<BackendIterator> NewIterator(std::string_view lower, std::string_view upper,
+                                               ScanKind kind) const override {
+    return std::make_unique<RocksIterator>(db_.get(), nullptr, lower, upper, kind);
   }
   Status Write(const WriteBatch& batch, bool sync) override {
     rocksdb::WriteBatch rb;
@@ -146,6 +147,11 @@ class RocksBackend final : public Backend {
     db_->GetIntProperty("rocksdb.live-sst-files-size", &sst);
     db_->GetIntProperty("rocksdb.cur-size-all-mem-tables", &mem);
     return sst + mem;
+  }
+  uint64_t CacheBytes() const override {
+    uint64_t cached = 0;
+    db_->GetIntProperty("rocksdb.block-cache-usage", &cached);
+    return cached;
   }
   Status Defragment() override {
     Status s = FromRocks(db_->Flush(rocksdb::FlushOptions()), "flush");

@@ -139,7 +139,8 @@ Status Store::LoadState() {
   }
 
   const std::string current_begin(1, keys::kCurrent);
-  auto current = backend_->NewIterator(current_begin, keys::PrefixEnd(current_begin));
+  auto current =
+      backend_->NewIterator(current_begin, keys::PrefixEnd(current_begin), ScanKind::kOnePass);
   keys::Record record;
   for (current->SeekToFirst(); current->Valid(); current->Next()) {
     if (!keys::DecodeRecord(current->value(), &record)) {
@@ -370,6 +371,7 @@ bool Store::NeedsSnapshot() const {
 }
 
 uint64_t Store::SizeBytes() const { return backend_->SizeBytes(); }
+uint64_t Store::CacheBytes() const { return backend_->CacheBytes(); }
 
 Status Store::Defragment() { return backend_->Defragment(); }
 

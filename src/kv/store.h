@@ -180,6 +180,9 @@ class Store {
   bool CompactionPending() const;
   // The space the backend takes (local, approximate; what the quota is checked against).
   uint64_t SizeBytes() const;
+  // The memory the backend's block cache holds (local): requests' reads fill it, a snapshot's
+  // or compaction's scan does not.
+  uint64_t CacheBytes() const;
   // Reclaims the space of removed entries now (etcd's defragment).
   Status Defragment();
   // Makes every applied batch durable.

@@ -56,7 +56,7 @@ Result<CompactionProgress> Store::CompactStep(size_t entries_max) {
     return progress;
   }
   const std::string lower = compact_cursor_.empty() ? keys::Revision(0, 0) : compact_cursor_;
-  auto it = backend_->NewIterator(lower, keys::Revision(target, 0));
+  auto it = backend_->NewIterator(lower, keys::Revision(target, 0), ScanKind::kOnePass);
   WriteBatch batch;
   std::string last;
   int64_t main = 0, sub = 0;

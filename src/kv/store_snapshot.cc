@@ -185,7 +185,7 @@ Result<SnapshotInfo> Store::WriteSnapshot(SnapshotSink& sink) const {
   keys::PutBig64(&header, info.applied_index);
   keys::PutBig64(&header, static_cast<uint64_t>(info.revision));
   Status s = writer.Append(header);
-  auto it = v.reader->NewIterator("", "");
+  auto it = v.reader->NewIterator("", "", ScanKind::kOnePass);
   std::string entry;
   for (it->SeekToFirst(); s.ok() && it->Valid(); it->Next()) {
     entry.assign(1, 'R');

@@ -225,6 +225,27 @@ TEST(KvSnapshot, AnInterruptedInstallLeavesAStoreThatAsksForASnapshot) {
   EXPECT_EQ(Describe(target), Describe(source));
 }
 
+// A snapshot reads the whole store once: its blocks must not stay in the block cache, which
+// would then hold, to its configured size, blocks no request reads (a member's memory).
+TEST(KvSnapshot, ASnapshotLeavesTheBlockCacheAsItFoundIt) {
+  TestStore s;  // small memtables: the data below is flushed to SST files
+  const std::string value(1024, 'v');
+  for (int i = 0; i < 2000; ++i) s.ApplyOk(PutReq("key" + std::to_string(i), value));
+  s.Reopen();  // a new, empty block cache
+  const uint64_t before = s->CacheBytes();
+
+  StringSnapshotSink sink;
+  ASSERT_TRUE(s->WriteSnapshot(sink).ok());
+  ASSERT_GT(sink.data().size(), 2000u * 1024);
+  EXPECT_LT(s->CacheBytes(), before + (64u << 10));
+
+  // The measure itself: a request's read of the same data fills the cache.
+  auto all = s->Range(RangeReq(kAll, kAll).range());
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all.value().kvs_size(), 2000);
+  EXPECT_GT(s->CacheBytes(), before + (1u << 20));
+}
+
 TEST(KvSnapshot, AnEmptyStoreSnapshotsToo) {
   TestStore source, target;
   StringSnapshotSource in(Dump(source));
