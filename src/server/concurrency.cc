@@ -175,7 +175,7 @@ void Acquisition::OnEntered(const serverpb::Outcome& outcome) {
 // it held the lock at that point, and only the lease is left to check.
 void Acquisition::Decide(const kvpb::RangeResponse& owner) {
   if (owner.kvs_size() == 0 || owner.kvs(0).create_revision() == revision_) {
-    CheckLease();
+    Check(/*keys_too=*/false);
   } else {
     Wait();
   }
@@ -208,73 +208,109 @@ void Acquisition::OnTurn(Status status) {
     Abandon(grpc::Status::CANCELLED, /*release=*/true);
     return;
   }
-  Verify();
+  Check(/*keys_too=*/true);
 }
 
-// The wait decided on the local store; the grant is decided by a linearizable read (a
-// read barrier, then the keys under the prefix created up to my revision): my key must be
-// there with my create revision — so its lease had not been revoked — and no older key.
-// etcd 3.4 skipped this and granted locks whose lease had expired during the wait (Jepsen,
-// etcd 3.4.3).
-void Acquisition::Verify() {
-  kvpb::Request request;
-  kvpb::RangeRequest* range = request.mutable_range();
-  range->set_key(options_.prefix);
-  range->set_range_end(PrefixRangeEnd(options_.prefix));
-  range->set_max_create_revision(revision_);
-  range->set_keys_only(true);
-  server_->Serve(std::move(request), [self = shared_from_this()](serverpb::Outcome outcome) {
-    self->OnVerified(outcome);
+// The wait decided on the local store; the grant is decided by two reads after it, asked
+// at once (a lock changes hands after one round trip, not two):
+//  - a linearizable read (a read barrier, then the keys under the prefix created up to my
+//    revision): my key must be there with my create revision — so its lease had not been
+//    revoked — and no older key;
+//  - the lease's time to live at the leader, whose lessor also knows whether the lease has
+//    expired without being revoked yet (revocation is a proposal that follows expiry). A
+//    lease within a second of expiry (TTL 0) is not granted either.
+// The two reads may be served in either order. If the lease's was first, its TTL of at least
+// a second still vouches for the lease at the keys' read as long as that came less than
+// kLeaseCheckWindow later (lease expiry already assumes clocks that run at about the same
+// rate); if the answers took longer, the lease is read again, after the keys. etcd 3.4
+// checked neither and granted locks whose lease had expired during the wait (Jepsen, etcd
+// 3.4.3).
+constexpr std::chrono::milliseconds kLeaseCheckWindow{500};
+
+void Acquisition::Check(bool keys_too) {
+  {
+    std::lock_guard lock(mu_);
+    checks_asked_ = std::chrono::steady_clock::now();
+    checks_awaited_ = keys_too ? 2 : 1;
+    keys_checked_.reset();
+  }
+  auto self = shared_from_this();
+  if (keys_too) {
+    kvpb::Request request;
+    kvpb::RangeRequest* range = request.mutable_range();
+    range->set_key(options_.prefix);
+    range->set_range_end(PrefixRangeEnd(options_.prefix));
+    range->set_max_create_revision(revision_);
+    range->set_keys_only(true);
+    server_->Serve(std::move(request), [self](serverpb::Outcome outcome) {
+      self->OnCheckAnswer(std::move(outcome), /*of_keys=*/true);
+    });
+  }
+  kvpb::LeaseTimeToLiveRequest request;
+  request.set_id(lease_);
+  server_->LeaseTimeToLive(std::move(request), [self](serverpb::Outcome outcome) {
+    self->OnCheckAnswer(std::move(outcome), /*of_keys=*/false);
   });
 }
 
-void Acquisition::OnVerified(const serverpb::Outcome& outcome) {
-  if (Failed(outcome)) {
-    Fail(ClientError(outcome));
-    return;
+void Acquisition::OnCheckAnswer(serverpb::Outcome outcome, bool of_keys) {
+  {
+    std::lock_guard lock(mu_);
+    (of_keys ? keys_checked_.emplace() : lease_checked_) = std::move(outcome);
+    if (--checks_awaited_ > 0) return;
   }
-  if (cancelled()) {
-    Abandon(grpc::Status::CANCELLED, /*release=*/true);
-    return;
+  OnChecked();
+}
+
+// Every answer is in (the last one to arrive runs this, alone).
+void Acquisition::OnChecked() {
+  std::optional<serverpb::Outcome> keys;
+  serverpb::Outcome lease;
+  std::chrono::steady_clock::time_point asked;
+  {
+    std::lock_guard lock(mu_);
+    keys = std::move(keys_checked_);
+    lease = std::move(lease_checked_);
+    asked = checks_asked_;
   }
-  const kvpb::RangeResponse& range = outcome.response().range();
-  bool mine = false;
-  for (const kvpb::KeyValue& kv : range.kvs()) {
-    if (kv.create_revision() < revision_) {
-      // An older key than mine: only a wait that ended early could lead here (keys are
-      // always created younger). Wait again rather than grant.
-      Wait();
+  if (keys.has_value()) {
+    if (Failed(*keys)) {
+      Fail(ClientError(*keys));
       return;
     }
-    mine = mine || (kv.key() == key_ && kv.create_revision() == revision_);
+    if (cancelled()) {
+      Abandon(grpc::Status::CANCELLED, /*release=*/true);
+      return;
+    }
+    const kvpb::RangeResponse& range = keys->response().range();
+    bool mine = false;
+    for (const kvpb::KeyValue& kv : range.kvs()) {
+      if (kv.create_revision() < revision_) {
+        // An older key than mine: only a wait that ended early could lead here (keys are
+        // always created younger). Wait again rather than grant.
+        Wait();
+        return;
+      }
+      mine = mine || (kv.key() == key_ && kv.create_revision() == revision_);
+    }
+    if (!mine) {
+      // My key is gone: its lease expired or was revoked, or someone deleted it (Unlock,
+      // Resign). A key of mine created later (another Lock with this lease) is not this
+      // grant.
+      Abandon(ClientError(options_.lost_message), /*release=*/false);
+      return;
+    }
+    header_ = range.header();
+    if (std::chrono::steady_clock::now() - asked >= kLeaseCheckWindow) {
+      Check(/*keys_too=*/false);  // the lease's answer may be too old: ask again
+      return;
+    }
   }
-  if (!mine) {
-    // My key is gone: its lease expired or was revoked, or someone deleted it (Unlock,
-    // Resign). A key of mine created later (another Lock with this lease) is not this grant.
-    Abandon(ClientError(options_.lost_message), /*release=*/false);
+  if (Failed(lease)) {
+    Fail(ClientError(lease));
     return;
   }
-  header_ = range.header();
-  CheckLease();
-}
-
-// The key being there proves the lease was not revoked; the leader's lessor also knows
-// whether it has expired without being revoked yet (revocation is a proposal that follows
-// expiry). A lease within a second of expiry (TTL 0) is not granted either.
-void Acquisition::CheckLease() {
-  kvpb::LeaseTimeToLiveRequest request;
-  request.set_id(lease_);
-  server_->LeaseTimeToLive(
-      std::move(request),
-      [self = shared_from_this()](serverpb::Outcome outcome) { self->OnLease(outcome); });
-}
-
-void Acquisition::OnLease(const serverpb::Outcome& outcome) {
-  if (Failed(outcome)) {
-    Fail(ClientError(outcome));
-    return;
-  }
-  if (outcome.time_to_live().ttl() <= 0) {
+  if (lease.time_to_live().ttl() <= 0) {
     // Expiring or expired: give the key up now, nobody may hold the lock through it.
     Abandon(ClientError(options_.lost_message), /*release=*/true);
     return;

@@ -3,10 +3,12 @@
 // chains of callbacks instead of blocked goroutines. docs/locks.md tells the whole story.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
@@ -83,10 +85,12 @@ class Acquisition : public std::enable_shared_from_this<Acquisition> {
   void Decide(const kvpb::RangeResponse& owner);
   void Wait();
   void OnTurn(Status status);
-  void Verify();
-  void OnVerified(const serverpb::Outcome& outcome);
-  void CheckLease();
-  void OnLease(const serverpb::Outcome& outcome);
+  // The checks before a grant: the lease's time to live at the leader, and, after a wait,
+  // a linearizable read of the keys under the prefix; both are asked at once, and the last
+  // answer decides (OnChecked).
+  void Check(bool keys_too);
+  void OnCheckAnswer(serverpb::Outcome outcome, bool of_keys);
+  void OnChecked();
   // Gives up: revokes the lease granted here, or deletes the key if `release` (only the
   // incarnation created at `revision_`), then answers `status`.
   void Abandon(grpc::Status status, bool release);
@@ -110,6 +114,12 @@ class Acquisition : public std::enable_shared_from_this<Acquisition> {
   Done done_;  // guarded; empty once answered
   bool cancelled_ = false;
   uint64_t wait_id_ = 0;
+  // The checks in flight (guarded): when they were asked, how many answers are still to
+  // come, and the answers.
+  std::chrono::steady_clock::time_point checks_asked_{};
+  int checks_awaited_ = 0;
+  std::optional<serverpb::Outcome> keys_checked_;
+  serverpb::Outcome lease_checked_;
 };
 
 }  // namespace synod::server

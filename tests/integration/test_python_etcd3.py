@@ -17,7 +17,7 @@ import etcd3
 import etcd3.events
 from etcd3 import etcdrpc
 
-from cluster import ClusterTestCase, wait_until
+from cluster import ClusterTestCase, synod_only, wait_until
 
 
 class EventCollector:
@@ -49,6 +49,49 @@ class EventCollector:
     def ended(self, timeout=10):
         self.thread.join(timeout)
         return not self.thread.is_alive()
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field_bytes(number, data):
+    return varint(number << 3 | 2) + varint(len(data)) + data
+
+
+def lock_request(name, lease):
+    return field_bytes(1, name) + varint(2 << 3) + varint(lease)
+
+
+def response_key(encoded):
+    """LockResponse.key (field 2) from an encoded LockResponse."""
+    i = 0
+    while i < len(encoded):
+        tag, i = read_varint(encoded, i)
+        if tag & 7 == 0:
+            _, i = read_varint(encoded, i)
+            continue
+        size, i = read_varint(encoded, i)
+        if tag >> 3 == 2:
+            return encoded[i:i + size]
+        i += size
+    raise AssertionError("no key in LockResponse %r" % encoded)
+
+
+def read_varint(data, i):
+    n = shift = 0
+    while True:
+        byte = data[i]
+        i += 1
+        n |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return n, i
 
 
 class PythonEtcd3Test(ClusterTestCase):
@@ -431,6 +474,63 @@ class PythonEtcd3Test(ClusterTestCase):
         self.assertNotIn("error", result)
         self.assertTrue(result.get("acquired"), result)
         self.assertGreaterEqual(result["at"], released)
+
+    # -- the Lock service (v3lockpb.Lock) --
+    #
+    # python3-etcd3 has no stubs for v3lockpb: LockRequest{name = 1, lease = 2},
+    # LockResponse{header = 1, key = 2} and UnlockRequest{key = 1} are encoded here.
+
+    def lock_rpc(self, member, method):
+        channel = grpc.insecure_channel(self.cluster.members[member].endpoint)
+        self.addCleanup(channel.close)
+        return channel.unary_unary("/v3lockpb.Lock/" + method, request_serializer=None,
+                                   response_deserializer=None)
+
+    def test_lock_service_grants_in_turn_with_growing_tokens(self):
+        name = self.key("svc-lock").encode()
+        first, second = self.etcd.lease(30), self.etcd.lease(30)
+        lock, unlock = self.lock_rpc(0, "Lock"), self.lock_rpc(0, "Unlock")
+        waiting_lock = self.lock_rpc(2, "Lock")  # through another member
+        held = response_key(lock(lock_request(name, first.id), timeout=10))
+        self.assertEqual(held, name + b"/" + b"%x" % first.id)
+        held_revision = self.etcd.get(held)[1].create_revision
+
+        waiter = waiting_lock.future(lock_request(name, second.id), timeout=20)
+        time.sleep(1.0)  # a negative check: the lock is held
+        self.assertFalse(waiter.done(), "a held lock was granted")
+        unlock(field_bytes(1, held), timeout=10)
+        granted = response_key(waiter.result(timeout=15))
+        self.assertEqual(granted, name + b"/" + b"%x" % second.id)
+        # The fencing token: the key's create revision grows from holder to holder.
+        self.assertIsNone(self.etcd.get(held)[0])
+        self.assertGreater(self.etcd.get(granted)[1].create_revision, held_revision)
+
+    def refused_waiter(self, take_away):
+        """A waiter whose key `take_away(key, lease)` removes while it waits is refused."""
+        name = self.key("svc-lock").encode()
+        holder, waiter_lease = self.etcd.lease(30), self.etcd.lease(30)
+        held = response_key(self.lock_rpc(0, "Lock")(lock_request(name, holder.id), timeout=10))
+        waiter = self.lock_rpc(1, "Lock").future(lock_request(name, waiter_lease.id), timeout=20)
+        waiter_key = name + b"/" + b"%x" % waiter_lease.id
+        wait_until(lambda: self.etcd.get(waiter_key)[0] is not None, 10,
+                   message="the waiter's key")
+        take_away(waiter_key, waiter_lease)  # it still waits for the holder
+        time.sleep(0.5)
+        self.assertFalse(waiter.done())
+        self.lock_rpc(0, "Unlock")(field_bytes(1, held), timeout=10)
+        with self.assertRaises(grpc.RpcError) as refused:
+            waiter.result(timeout=15)
+        self.assertEqual((refused.exception.code(), refused.exception.details()),
+                         (grpc.StatusCode.UNKNOWN, "mutex: session is expired"))
+
+    @synod_only("etcd 3.4 grants the lock without a look at the key (Jepsen, etcd 3.4.3)")
+    def test_lock_service_refuses_a_waiter_whose_lease_is_revoked_before_its_turn(self):
+        self.refused_waiter(lambda key, lease: lease.revoke())
+
+    @synod_only("etcd 3.4 grants the lock without a look at the key (Jepsen, etcd 3.4.3)")
+    def test_lock_service_refuses_a_waiter_whose_key_is_deleted_before_its_turn(self):
+        # The lease lives on: only the linearizable read of the keys can see this.
+        self.refused_waiter(lambda key, lease: self.etcd.delete(key))
 
     # -- cluster and maintenance --
 
