@@ -182,17 +182,40 @@ Status SnapshotFileWriter::Write(std::string_view bytes) {
     return Status::Ok();
   }
   if (Status s = Flush(); !s.ok()) return s;
-  return WriteAll(fd_, bytes, tmp_path_);
+  return Append(bytes);
 }
 
 Status SnapshotFileWriter::Flush() {
-  Status s = WriteAll(fd_, buffer_, tmp_path_);
+  Status s = Append(buffer_);
   buffer_.clear();
   return s;
 }
 
+Status SnapshotFileWriter::Append(std::string_view bytes) {
+  if (Status s = WriteAll(fd_, bytes, tmp_path_); !s.ok()) return s;
+  file_bytes_ += bytes.size();
+  PaceWriteback();
+  return Status::Ok();
+}
+
+void SnapshotFileWriter::PaceWriteback() {
+  if (file_bytes_ - writeback_to_ < kBufferBytes) return;
+  // Advisory: an error here shows again at the fsync that makes the file durable.
+  if (writeback_to_ > writeback_from_) {
+    (void)::sync_file_range(
+        fd_, static_cast<off_t>(writeback_from_),
+        static_cast<off_t>(writeback_to_ - writeback_from_),
+        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+  }
+  (void)::sync_file_range(fd_, static_cast<off_t>(writeback_to_),
+                          static_cast<off_t>(file_bytes_ - writeback_to_), SYNC_FILE_RANGE_WRITE);
+  writeback_from_ = writeback_to_;
+  writeback_to_ = file_bytes_;
+}
+
 Status SnapshotFileWriter::Restart() {
   buffer_.clear();
+  file_bytes_ = writeback_from_ = writeback_to_ = 0;
   data_bytes_ = 0;
   data_crc_ = 0;
   if (::ftruncate(fd_, 0) != 0 || ::lseek(fd_, 0, SEEK_SET) != 0) {

@@ -75,11 +75,22 @@ class SnapshotFileWriter final : public SnapshotWriter {
  private:
   SnapshotFileWriter(std::string dir, std::string tmp_path, int fd);
   Status Flush();
+  // Appends `bytes` to the file, and paces its writeback (below).
+  Status Append(std::string_view bytes);
+  // Sends the file's pages to the disk as it grows, one step (kBufferBytes) at a time,
+  // waiting for the step before: no more than about two steps are ever dirty or in flight.
+  // Without it, a snapshot of a large store left its whole file dirty for the final fsync,
+  // and the WAL's fdatasyncs queued behind it (put p99 from 7 to 50-120 ms for about a
+  // second per snapshot, measured).
+  void PaceWriteback();
 
   const std::string dir_;
   const std::string tmp_path_;
   int fd_;
-  std::string buffer_;  // bytes not yet written to the file
+  std::string buffer_;           // bytes not yet written to the file
+  uint64_t file_bytes_ = 0;      // written to the file
+  uint64_t writeback_from_ = 0;  // the start of the step whose writeback was started last
+  uint64_t writeback_to_ = 0;    // its end: writeback was started for everything before
   uint64_t data_bytes_ = 0;
   uint32_t data_crc_ = 0;
   bool finished_ = false;
