@@ -79,9 +79,9 @@ class SnapshotFileWriter final : public SnapshotWriter {
   Status Append(std::string_view bytes);
   // Sends the file's pages to the disk as it grows, one step (kBufferBytes) at a time,
   // waiting for the step before: no more than about two steps are ever dirty or in flight.
-  // Without it, a snapshot of a large store left its whole file dirty for the final fsync,
-  // and the WAL's fdatasyncs queued behind it (put p99 from 7 to 50-120 ms for about a
-  // second per snapshot, measured).
+  // Without it, a snapshot of a large store left its whole file dirty until the final
+  // fsync (1-55 ms of writeback at once, measured), for the WAL's fdatasyncs to queue
+  // behind.
   void PaceWriteback();
 
   const std::string dir_;

@@ -51,6 +51,9 @@ class EventCollector:
         return not self.thread.is_alive()
 
 
+# Protobuf wire encoding, by hand, for the Lock service's messages (python3-etcd3 has no
+# stubs for v3lockpb): varints, length-delimited fields, and LockResponse's key.
+
 def varint(n):
     out = bytearray()
     while True:
