@@ -208,6 +208,7 @@ class Simulation {
   void Crash(Node& n);
   void Restart(Node& n);
   void PumpReady(Node& n);
+  bool CommittedAreDurable(Node& n, const Ready& rd);
   void CompletePersist(Node& n);
   void ApplyCommitted(Node& n, const std::vector<pb::Entry>& entries);
   void ServeReads(Node& n);
@@ -379,6 +380,7 @@ void Simulation::PumpReady(Node& n) {
   while (n.up && !n.persisting && n.engine->HasReady() && !done_) {
     Ready rd = n.engine->TakeReady();
     ObserveRole(n, rd);
+    if (!CommittedAreDurable(n, rd)) return;
     const bool ack_before_fsync = opt_.planted_bug == PlantedBug::kAckBeforeFsync;
     if (ack_before_fsync) {
       for (auto& m : rd.messages) Send(n.id, std::move(m));  // planted: before the fsync
@@ -412,6 +414,23 @@ void Simulation::PumpReady(Node& n) {
     ev->incarnation = n.incarnation;
     return;
   }
+}
+
+bool Simulation::CommittedAreDurable(Node& n, const Ready& rd) {
+  // The engine contract the runtime relies on to apply a Ready's committed entries while
+  // it persists the Ready: without a snapshot, they are durable here already.
+  if (rd.snapshot) return true;
+  const LogIndex base = n.disk->snapshot_index();
+  const auto& durable = n.disk->entries();
+  for (const auto& e : rd.committed_entries) {
+    if (e.index() > base &&
+        (e.index() - base > durable.size() || durable[e.index() - base - 1].term() != e.term())) {
+      Fail("node " + std::to_string(n.id) + " was handed entry " + std::to_string(e.index()) +
+           " to apply before it was durable there");
+      return false;
+    }
+  }
+  return true;
 }
 
 void Simulation::ObserveRole(Node& n, const Ready& rd) {
