@@ -208,7 +208,7 @@ class Simulation {
   void Crash(Node& n);
   void Restart(Node& n);
   void PumpReady(Node& n);
-  bool CommittedAreDurable(Node& n, const Ready& rd);
+  bool CommittedAreDurable(const Node& n, const Ready& rd);
   void CompletePersist(Node& n);
   void ApplyCommitted(Node& n, const std::vector<pb::Entry>& entries);
   void ServeReads(Node& n);
@@ -416,7 +416,7 @@ void Simulation::PumpReady(Node& n) {
   }
 }
 
-bool Simulation::CommittedAreDurable(Node& n, const Ready& rd) {
+bool Simulation::CommittedAreDurable(const Node& n, const Ready& rd) {
   // The engine contract the runtime relies on to apply a Ready's committed entries while
   // it persists the Ready: without a snapshot, they are durable here already.
   if (rd.snapshot) return true;
