@@ -308,14 +308,19 @@ bench() {
   local sys=$1 name=$2 run=$3
   shift 3
   local out="$WORK/$sys/runs/$name.r$run.json" err="$WORK/$sys/runs/$name.r$run.err"
-  local limit=$(($(duration_s "$DURATION") + 180)) rc=0 load_before started
+  local limit=$(($(duration_s "$DURATION") + 180)) rc=0 load_before started snapshots
+  local mark="$WORK/$sys/runs/$name.r$run.start"
   mkdir -p "$WORK/$sys/runs"
+  touch "$mark"  # snapshot files newer than this were written during the run
   load_before=$(loadavg)
   started=$(date +%s%N)
   timeout --kill-after=15 "$limit" "$BENCH" "$@" --endpoints "$ENDPOINTS" --conns "$CONNS" \
     --val-size 256 --json --quiet >"$out" 2>"$err" || rc=$?
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%s\n' "$sys" "$name" "$run" "$rc" "$load_before" \
-    "$(loadavg)" "$((($(date +%s%N) - started) / 1000000))e-3" "$out" >>"$MANIFEST"
+  # (A member may rename or remove a file while find walks: never fatal.)
+  snapshots=$({ find "$WORK/$sys" -path '*/member/snap/*.snap' -type f -newer "$mark" \
+    2>/dev/null || true; } | wc -l)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%s\t%s\n' "$sys" "$name" "$run" "$rc" "$load_before" \
+    "$(loadavg)" "$((($(date +%s%N) - started) / 1000000))e-3" "$out" "$snapshots" >>"$MANIFEST"
   local summary
   summary=$("$PY" -c 'import json,sys
 try:
@@ -324,7 +329,10 @@ try:
         r["latency_ms"]["p50"], r["latency_ms"]["p99"], r["errors_total"]))
 except Exception:
   print("no result")' "$out")
-  printf 'compare: %-5s %-9s run %s: %s (load %s)\n' "$sys" "$name" "$run" "$summary" "$(loadavg)"
+  local snapshot_note=""
+  ((snapshots == 0)) || snapshot_note=", snapshot files written: $snapshots"
+  printf 'compare: %-5s %-9s run %s: %s (load %s)%s\n' "$sys" "$name" "$run" "$summary" \
+    "$(loadavg)" "$snapshot_note"
   # Exit 0 with errors, or any other exit status: one line saying what went wrong.
   local problem
   problem=$("$PY" -c 'import json,sys

@@ -4,7 +4,8 @@
 Input (written by compare.sh):
   --facts     system <TAB> key <TAB> value lines (machine, versions, memory, disk, anomalies)
   --manifest  one line per synod-bench run: system, workload, run, exit status, load before,
-              load after, seconds, path of its --json output
+              load after, seconds, path of its --json output, and the number of snapshot
+              files (member/snap/*.snap) the members finished writing during the run
   --work      the temp dir (endpoint status files, where the plot data goes)
 Output: <out>.json, <out>.md, <out>-latency.png, <out>-put-clients.png.
 
@@ -78,7 +79,9 @@ def read_runs(path):
     runs = []
     with open(path) as f:
         for line in f:
-            system, name, run, rc, load_before, load_after, secs, out = line.rstrip("\n").split("\t")
+            fields = line.rstrip("\n").split("\t")
+            system, name, run, rc, load_before, load_after, secs, out = fields[:8]
+            snapshots = int(fields[8]) if len(fields) > 8 else None  # older manifests: none
             result = None
             try:
                 with open(out) as j:
@@ -94,7 +97,7 @@ def read_runs(path):
             runs.append({"system": system, "workload": name, "run": int(run), "exit": int(rc),
                          "stderr": stderr,
                          "load_before": load_before, "load_after": load_after,
-                         "wall_s": float(secs), "result": result})
+                         "wall_s": float(secs), "snapshots": snapshots, "result": result})
     return runs
 
 
@@ -425,6 +428,20 @@ def write_markdown(path, facts, anomalies, runs, rows, resources, resource_rows,
                                  f"({v[1] / (1 << 20):.1f} allocated)"
                                  for k, v in sorted(subdirs[s].items()) if k.startswith("s1/"))
             for s in SYSTEMS) + ".\n")
+
+    w("## Snapshots during the runs\n")
+    w("The runs during which a member finished writing a snapshot file (`member/snap/*.snap` "
+      "newer than the run's start; both systems snapshot every `--snapshot-count` entries): "
+      "a run's latency tail may come from one.\n")
+    for system in SYSTEMS:
+        counted = [r for r in runs if r["system"] == system and r["snapshots"] is not None]
+        with_snap = [f"{r['workload']} run {r['run']} ({r['snapshots']})"
+                     for r in counted if r["snapshots"] > 0]
+        if not counted:
+            w(f"- {system}: not recorded")
+        else:
+            w(f"- {system}: " + (", ".join(with_snap) if with_snap else "none"))
+    w("")
 
     w("## Anomalies\n")
     w(f"Failed runs, errors, members that died or needed SIGKILL, stalls (an operation slower "
