@@ -55,6 +55,12 @@ class SimDisk {
   consensus::LogIndex snapshot_index() const { return snapshot_.metadata.index(); }
   // The durable log after the snapshot, in order.
   const std::vector<pb::Entry>& entries() const { return entries_; }
+  // The durable entry at `index`; null at or below the snapshot, or past the log's end.
+  const pb::Entry* EntryAt(consensus::LogIndex index) const {
+    const consensus::LogIndex base = snapshot_index();
+    if (index <= base || index - base > entries_.size()) return nullptr;
+    return &entries_[index - base - 1];
+  }
   uint64_t log_bytes() const { return wal_.size(); }
 
  private:

@@ -420,11 +420,10 @@ bool Simulation::CommittedAreDurable(const Node& n, const Ready& rd) {
   // The engine contract the runtime relies on to apply a Ready's committed entries while
   // it persists the Ready: without a snapshot, they are durable here already.
   if (rd.snapshot) return true;
-  const LogIndex base = n.disk->snapshot_index();
-  const auto& durable = n.disk->entries();
   for (const auto& e : rd.committed_entries) {
-    if (e.index() > base &&
-        (e.index() - base > durable.size() || durable[e.index() - base - 1].term() != e.term())) {
+    if (e.index() <= n.disk->snapshot_index()) continue;  // compacted: durable in the snapshot
+    const pb::Entry* durable = n.disk->EntryAt(e.index());
+    if (durable == nullptr || durable->term() != e.term()) {
       Fail("node " + std::to_string(n.id) + " was handed entry " + std::to_string(e.index()) +
            " to apply before it was durable there");
       return false;
@@ -459,11 +458,9 @@ void Simulation::CompletePersist(Node& n) {
     checker_.OnDurableHardState(n.id, disk.hard_state(), *rd.hard_state);
     // Every entry this member now durably calls committed joins the committed record,
     // before anyone applies it: a leader elected without it is caught at once.
-    const LogIndex base = disk.snapshot_index();
-    const auto& entries = disk.entries();
-    for (LogIndex i = std::max(disk.hard_state().commit(), base) + 1;
-         i <= rd.hard_state->commit() && i - base <= entries.size(); ++i) {
-      checker_.OnCommitted(n.id, rd.hard_state->term(), entries[i - base - 1]);
+    for (LogIndex i = std::max(disk.hard_state().commit(), disk.snapshot_index()) + 1;
+         i <= rd.hard_state->commit() && disk.EntryAt(i) != nullptr; ++i) {
+      checker_.OnCommitted(n.id, rd.hard_state->term(), *disk.EntryAt(i));
     }
     disk.SetHardState(*rd.hard_state);
   }
