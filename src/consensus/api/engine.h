@@ -140,6 +140,10 @@ class Engine {
   // has applied): the log before it may be discarded, and the snapshot is sent to
   // members too far behind. The engine completes the metadata (term, membership) and
   // returns it: the caller stores it with the snapshot's data.
+  // At the index of the snapshot held, Compact replaces only its data (a snapshot whose
+  // data could not be read, now made; ReplaceSnapshotData), unless some of it was sent.
+  // The data may fail to read: the engine then sends none of it, and tries again at the
+  // next heartbeat.
   virtual Result<pb::SnapshotMetadata> Compact(Snapshot snapshot) = 0;
   // The snapshot the engine holds (its metadata completed): the one Compact took, or the
   // one installed or started from. Its data is shared, not copied.

@@ -69,4 +69,20 @@ struct Snapshot {
   }
 };
 
+// Engine::Compact at the index of the snapshot an engine holds: the same snapshot, its state
+// now at hand (the runtime makes a snapshot's state only when a member needs it, see
+// runtime/node.h). The data is replaced, nothing else: unless some of the data held was
+// sent already, for a member may be assembling those bytes, and another copy of the same
+// state need not be the same bytes.
+inline Result<pb::SnapshotMetadata> ReplaceSnapshotData(Snapshot& held, bool some_sent,
+                                                        Snapshot with) {
+  if (some_sent) {
+    return Status(Code::kInvalidArgument, "the snapshot at " +
+                                              std::to_string(held.metadata.index()) +
+                                              " is being sent: its data cannot change");
+  }
+  held.data = with.data ? std::move(with.data) : EmptySnapshotData();
+  return held.metadata;
+}
+
 }  // namespace synod::consensus

@@ -232,7 +232,10 @@ EngineStatus Paxos::GetStatus() const {
 
 Result<pb::SnapshotMetadata> Paxos::Compact(Snapshot snapshot) {
   const LogIndex index = snapshot.metadata.index();
-  if (index <= log_.SnapshotIndex()) {
+  if (index == log_.SnapshotIndex()) {
+    return ReplaceSnapshotData(latest_snapshot_, latest_snapshot_sent_, std::move(snapshot));
+  }
+  if (index < log_.SnapshotIndex()) {
     return Status(Code::kInvalidArgument,
                   "snapshot index " + std::to_string(index) + " is not past the current snapshot");
   }
@@ -253,6 +256,7 @@ Result<pb::SnapshotMetadata> Paxos::Compact(Snapshot snapshot) {
   snapshot_conf_ = conf;
   std::erase_if(conf_changes_, [&](const auto& p) { return p.first <= index; });
   latest_snapshot_ = std::move(snapshot);
+  latest_snapshot_sent_ = false;
   if (!latest_snapshot_.data) latest_snapshot_.data = EmptySnapshotData();
   return latest_snapshot_.metadata;
 }

@@ -222,6 +222,8 @@ class Paxos final : public Engine {
 
   // Snapshots.
   Snapshot latest_snapshot_;
+  // Some of latest_snapshot_'s data was sent: Compact may no longer replace it.
+  bool latest_snapshot_sent_ = false;
   std::optional<Snapshot> snapshot_to_install_;
   pb::SnapshotMetadata incoming_snapshot_meta_;
   std::string incoming_snapshot_data_;

@@ -231,6 +231,7 @@ void Paxos::HandleSnapshot(const pb::Message& m) {
   snapshot_conf_ = meta.conf_state();
   std::erase_if(conf_changes_, [&](const auto& p) { return p.first <= meta.index(); });
   latest_snapshot_ = snap;  // shares the data
+  latest_snapshot_sent_ = false;
   snapshot_to_install_ = std::move(snap);
   ExtendAcceptedThrough();
   SendAccepted(m.from(), b, AcceptedThrough(), /*reject=*/false);

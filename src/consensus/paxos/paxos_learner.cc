@@ -161,7 +161,9 @@ void Paxos::SendSnapshotChunk(NodeId to) {
   const uint64_t offset = std::min<uint64_t>(pr.snapshot_offset, data.size());
   const uint64_t len = std::min<uint64_t>(cfg_.snapshot_chunk_bytes, data.size() - offset);
   std::string chunk;
-  if (!data.ReadAt(offset, len, &chunk).ok()) return;  // unreadable now: again at a heartbeat
+  // Unreadable now (e.g. its state not made yet): again at a heartbeat.
+  if (!data.ReadAt(offset, len, &chunk).ok()) return;
+  latest_snapshot_sent_ = true;
   pb::Message m;
   m.set_type(pb::MSG_SNAPSHOT);
   m.set_to(to);

@@ -478,6 +478,53 @@ TEST(Paxos, ALaggingAcceptorCatchesUpBySnapshot) {
   EXPECT_EQ(AppliedData(c.node(3)).back(), "after");
 }
 
+// A snapshot whose state the runtime has not made yet (it makes it only when a member needs
+// it): every read of its data fails, and is counted.
+class StateNotMadeYet final : public SnapshotData {
+ public:
+  uint64_t size() const override { return 0; }
+  Status ReadAt(uint64_t, uint64_t, std::string*) const override {
+    ++reads;
+    return Status(Code::kUnavailable, "not made yet");
+  }
+  mutable int reads = 0;
+};
+
+TEST(Paxos, ASnapshotWhoseStateCannotBeReadIsSentOnceCompactGivesItsState) {
+  Cluster c(3, [](Config& cfg) { cfg.snapshot_chunk_bytes = 8; });
+  c.ElectLeader(1);
+  c.Isolate(3);
+  const LogIndex behind = c.CommitOf(3);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(c.Propose(1, "v" + std::to_string(i)).ok());
+    c.Stabilize();
+  }
+  pb::SnapshotMetadata at;
+  at.set_index(c.node(1).applied);
+  auto not_made = std::make_shared<StateNotMadeYet>();
+  ASSERT_TRUE(c.raft(1).Compact(Snapshot{at, not_made}).ok());
+  c.Heal();
+  c.ClearSent();
+  c.TickAll(3);
+  EXPECT_TRUE(c.Sent(pb::MSG_SNAPSHOT, 1, 3).empty()) << "nothing of an unreadable state is sent";
+  EXPECT_GE(not_made->reads, 2) << "asked again at the heartbeats";
+  EXPECT_EQ(c.CommitOf(3), behind);
+
+  // The same snapshot with its state: only the data changes, and it is sent.
+  auto replaced = c.raft(1).Compact(Snapshot::InMemory(at, c.node(1).state));
+  ASSERT_TRUE(replaced.ok()) << replaced.status().message();
+  EXPECT_EQ(replaced.value().index(), at.index());
+  c.TickAll(3);
+  EXPECT_GT(c.Sent(pb::MSG_SNAPSHOT, 1, 3).size(), 1u);
+  EXPECT_EQ(c.CommitOf(3), c.CommitOf(1));
+  EXPECT_EQ(c.node(3).state, c.node(1).state);
+
+  // Once some of it was sent, its bytes are fixed: a member may be assembling them.
+  auto again = c.raft(1).Compact(Snapshot::InMemory(at, "other bytes"));
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), Code::kInvalidArgument);
+}
+
 // Unlike a Raft follower, an acceptor that installs a snapshot keeps the values it
 // accepted after it: one of them may belong to a quorum that chose it.
 TEST(Paxos, AnInstalledSnapshotKeepsTheValuesAcceptedAfterIt) {

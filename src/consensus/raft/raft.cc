@@ -328,7 +328,10 @@ EngineStatus Raft::GetStatus() const {
 
 Result<pb::SnapshotMetadata> Raft::Compact(Snapshot snapshot) {
   const LogIndex index = snapshot.metadata.index();
-  if (index <= log_.SnapshotIndex()) {
+  if (index == log_.SnapshotIndex()) {
+    return ReplaceSnapshotData(latest_snapshot_, latest_snapshot_sent_, std::move(snapshot));
+  }
+  if (index < log_.SnapshotIndex()) {
     return Status(Code::kInvalidArgument,
                   "snapshot index " + std::to_string(index) + " is not past the current snapshot");
   }
@@ -347,6 +350,7 @@ Result<pb::SnapshotMetadata> Raft::Compact(Snapshot snapshot) {
   snapshot_conf_ = conf;
   std::erase_if(conf_entries_, [&](const auto& p) { return p.first <= index; });
   latest_snapshot_ = std::move(snapshot);
+  latest_snapshot_sent_ = false;
   if (!latest_snapshot_.data) latest_snapshot_.data = EmptySnapshotData();
   return latest_snapshot_.metadata;
 }

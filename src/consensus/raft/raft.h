@@ -168,6 +168,8 @@ class Raft final : public Engine {
   // Snapshots: the latest one (sent to lagging followers), and one received from the
   // leader that the caller must still persist and install.
   Snapshot latest_snapshot_;
+  // Some of latest_snapshot_'s data was sent: Compact may no longer replace it.
+  bool latest_snapshot_sent_ = false;
   std::optional<Snapshot> snapshot_to_install_;
   pb::SnapshotMetadata incoming_snapshot_meta_;  // chunks being received
   std::string incoming_snapshot_data_;

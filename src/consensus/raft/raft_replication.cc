@@ -74,7 +74,9 @@ void Raft::SendSnapshotChunk(NodeId to) {
   const uint64_t offset = std::min<uint64_t>(pr.snapshot_offset, data.size());
   const uint64_t len = std::min<uint64_t>(cfg_.snapshot_chunk_bytes, data.size() - offset);
   std::string chunk;
-  if (!data.ReadAt(offset, len, &chunk).ok()) return;  // unreadable now: again at a heartbeat
+  // Unreadable now (e.g. its state not made yet): again at a heartbeat.
+  if (!data.ReadAt(offset, len, &chunk).ok()) return;
+  latest_snapshot_sent_ = true;
   pb::Message m;
   m.set_type(pb::MSG_SNAPSHOT);
   m.set_to(to);
@@ -336,6 +338,7 @@ void Raft::HandleSnapshot(const pb::Message& m) {
   snapshot_conf_ = meta.conf_state();
   conf_entries_.clear();
   latest_snapshot_ = snap;  // shares the data
+  latest_snapshot_sent_ = false;
   snapshot_to_install_ = std::move(snap);
   SendAppendResponse(m.from(), meta.index());
 }

@@ -160,6 +160,53 @@ TEST(RaftSnapshot, ARestartedLeaderSendsTheSnapshotItRestartedFrom) {
   EXPECT_EQ(c.CommitOf(3), c.CommitOf(1));
 }
 
+// The data of a snapshot whose state is not made yet (the node runtime makes it only when
+// a member needs it): every read fails, and is counted.
+class StateNotMadeYet final : public SnapshotData {
+ public:
+  uint64_t size() const override { return 0; }
+  Status ReadAt(uint64_t, uint64_t, std::string*) const override {
+    ++reads;
+    return Status(Code::kUnavailable, "not made yet");
+  }
+  mutable int reads = 0;
+};
+
+TEST(RaftSnapshot, ASnapshotWhoseStateCannotBeReadIsSentOnceCompactGivesItsState) {
+  Cluster c(3, SmallChunks);
+  c.ElectLeader(1);
+  c.Isolate(3);
+  const LogIndex behind = c.CommitOf(3);
+  const std::string state = ProposeValues(c, 1, 20);
+  pb::SnapshotMetadata at;
+  at.set_index(c.node(1).applied);
+  auto not_made = std::make_shared<StateNotMadeYet>();
+  ASSERT_TRUE(c.raft(1).Compact(Snapshot{at, not_made}).ok());
+
+  c.Heal();
+  c.ClearSent();
+  c.TickAll(3);
+  EXPECT_TRUE(c.Sent(pb::MSG_SNAPSHOT, 1, 3).empty()) << "nothing of an unreadable state is sent";
+  EXPECT_GE(not_made->reads, 2) << "asked again at the heartbeats";
+  EXPECT_EQ(c.CommitOf(3), behind);
+
+  // The same snapshot with its state: only the data changes.
+  auto replaced = c.raft(1).Compact(Snapshot::InMemory(at, state));
+  ASSERT_TRUE(replaced.ok()) << replaced.status().message();
+  EXPECT_EQ(replaced.value().index(), at.index());
+  EXPECT_EQ(c.raft(1).LatestSnapshot().ReadAll().value(), state);
+  c.TickAll(3);
+  EXPECT_FALSE(c.Sent(pb::MSG_SNAPSHOT, 1, 3).empty());
+  EXPECT_EQ(c.node(3).state, state);
+  EXPECT_EQ(c.CommitOf(3), c.CommitOf(1));
+
+  // Once some of it was sent, its bytes are fixed: a member may be assembling them.
+  auto again = c.raft(1).Compact(Snapshot::InMemory(at, "other bytes"));
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(c.raft(1).LatestSnapshot().ReadAll().value(), state);
+}
+
 TEST(RaftSnapshot, CompactRefusesAnIndexNotYetApplied) {
   Cluster c(3);
   c.ElectLeader(1);
