@@ -8,14 +8,15 @@ namespace synod {
 
 enum class Code {
   kOk = 0,
-  kNotLeader,          // this node cannot serve the request; try the hinted leader
-  kProposalDropped,    // leader is busy (transferring leadership, change pending, ...)
-  kTooLarge,           // a request or message exceeds a configured bound
+  kNotLeader,        // this node cannot serve the request; try the hinted leader
+  kProposalDropped,  // leader is busy (transferring leadership, change pending, ...)
+  kTooLarge,         // a request or message exceeds a configured bound
   kInvalidArgument,
-  kUnavailable,        // no leader known, or not enough members reachable
+  kUnavailable,  // no leader known, or not enough members reachable
   kCorruption,
   kIoError,
   kNotFound,
+  kUnimplemented,  // an optional capability this implementation does not have
 };
 
 class Status {

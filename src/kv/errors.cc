@@ -83,6 +83,8 @@ GrpcCode GrpcCodeOf(const Status& status) {
       return GrpcCode::kDataLoss;
     case Code::kIoError:
       return GrpcCode::kUnknown;
+    case Code::kUnimplemented:
+      return GrpcCode::kUnimplemented;
   }
   return GrpcCode::kUnknown;
 }

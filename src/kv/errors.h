@@ -65,6 +65,7 @@ enum class GrpcCode : int {
   kResourceExhausted = 8,
   kFailedPrecondition = 9,
   kOutOfRange = 11,
+  kUnimplemented = 12,
   kUnavailable = 14,
   kDataLoss = 15,
 };

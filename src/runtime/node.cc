@@ -45,7 +45,7 @@ Status Node::Open() {
   if (recovered.hard_state) durable.hard_state = *recovered.hard_state;
   durable_hard_state_ = durable.hard_state;
   RemoveUnfinishedSnapshotFiles(SnapshotDir());
-  auto loaded = LoadLatestSnapshot(SnapshotDir());
+  auto loaded = LoadLatestSnapshot(SnapshotDir(), SnapshotStateWanted());
   if (!loaded.ok()) return loaded.status();
   durable.snapshot = std::move(loaded.value());
   const bool fresh =
@@ -74,6 +74,16 @@ Status Node::Open() {
   // The state machine may have lost unsynced writes: if it is behind the snapshot the
   // log was compacted to, it starts again from the snapshot.
   if (snap_index > 0 && state_->AppliedIndex() < snap_index) {
+    if (DeferredSnapshotData::Is(*durable.snapshot.data)) {
+      // The log before the snapshot is gone, and the state machine that was to hold it
+      // has lost it.
+      return Status(Code::kCorruption,
+                    "the state machine's storage is behind the newest snapshot (applied " +
+                        std::to_string(state_->AppliedIndex()) + ", the snapshot at " +
+                        std::to_string(snap_index) +
+                        " is held there): this member's data is damaged; remove the member "
+                        "and add it again");
+    }
     if (Status s = state_->Restore(*durable.snapshot.data, snap_index); !s.ok()) return s;
   }
   snapshot_index_ = snap_index;
@@ -214,6 +224,7 @@ void Node::Loop() {
       next_tick = std::max(next_tick, std::chrono::steady_clock::now());
     }
     HandleReady();
+    if (snapshot_state_wanted_.load(std::memory_order_relaxed)) MaybeSnapshot();
     if (ticked) PublishStatus();  // the full status is costly: once a tick
   }
 }
@@ -429,17 +440,34 @@ void Node::MaybeSnapshot() {
       }
     }
   }
-  if (snapshotting_ || state_->AppliedIndex() < snapshot_index_ + options_.snapshot_entries) {
+  const bool state_wanted = snapshot_state_wanted_.load(std::memory_order_relaxed);
+  if (snapshotting_ ||
+      (!state_wanted && state_->AppliedIndex() < snapshot_index_ + options_.snapshot_entries)) {
     return;
   }
   snapshotting_ = true;
+  snapshot_state_wanted_.store(false, std::memory_order_relaxed);
   JoinSnapshotThread();
-  snapshot_thread_ = std::thread([this] {
+  snapshot_thread_ = std::thread([this, state_wanted] {
     NameThisThread("synod-snapshot");
+    if (!state_wanted) {
+      Result<LogIndex> persisted = state_->Persist();
+      if (persisted.ok()) {
+        Post([this, at = persisted.value()] { CompactTo(nullptr, at); });
+        return;
+      }
+      if (persisted.status().code() != Code::kUnimplemented) {
+        Post([this] { snapshotting_ = false; });  // try again later
+        return;
+      }
+    }
     auto file = SnapshotFileWriter::Create(SnapshotDir());
     Result<LogIndex> index = file.ok() ? state_->Snapshot(*file.value()) : file.status();
     if (!index.ok()) {
-      Post([this] { snapshotting_ = false; });  // try again later
+      Post([this, state_wanted] {
+        snapshotting_ = false;  // try again later
+        if (state_wanted) snapshot_state_wanted_.store(true, std::memory_order_relaxed);
+      });
       return;
     }
     Post([this, file = std::shared_ptr<SnapshotFileWriter>(std::move(file.value())),
@@ -448,24 +476,41 @@ void Node::MaybeSnapshot() {
 }
 
 void Node::CompactTo(std::shared_ptr<SnapshotFileWriter> file, LogIndex index) {
-  // The engine holds the file, not the state: it reads the chunks it sends from there.
-  auto data = file->Data();
+  // At the index of the snapshot held the engine only takes new data: the state of a
+  // snapshot that had none, made for a member that needs it.
+  if (index < snapshot_index_ || (index == snapshot_index_ && !file)) {
+    snapshotting_ = false;  // a leader's snapshot came first, or nothing was applied since
+    return;                 // (the file is removed with its writer)
+  }
+  // The engine holds the file, not the state: it reads the chunks it sends from there. Or,
+  // without a file, the state machine holds the state, made when a member needs it.
   consensus::Snapshot snap;
   snap.metadata.set_index(index);
-  if (data.ok()) snap.data = std::move(data.value());
-  auto meta = data.ok() ? engine_->Compact(std::move(snap)) : data.status();
-  if (!meta.ok() || index <= snapshot_index_) {
-    snapshotting_ = false;  // e.g. not durable yet, or a leader's snapshot came first
-    return;                 // the file is removed with its writer
+  if (file) {
+    auto data = file->Data();
+    if (!data.ok()) {
+      snapshotting_ = false;  // try again later
+      return;
+    }
+    snap.data = std::move(data.value());
+  } else {
+    snap.data = std::make_shared<const DeferredSnapshotData>(SnapshotStateWanted());
   }
-  JoinSnapshotThread();  // the thread that wrote the state has finished
-  snapshot_thread_ = std::thread([this, file = std::move(file), meta = meta.value()] {
+  auto meta = engine_->Compact(snap);
+  if (!meta.ok()) {
+    snapshotting_ = false;  // e.g. not durable yet
+    return;
+  }
+  snap.metadata = meta.value();
+  JoinSnapshotThread();  // the thread that made the state durable or wrote it has finished
+  snapshot_thread_ = std::thread([this, file = std::move(file), snap = std::move(snap)] {
     NameThisThread("synod-snapshot");
-    if (Status s = file->Finish(meta); !s.ok()) {
+    Status s = file ? file->Finish(snap.metadata) : WriteSnapshotFile(SnapshotDir(), snap);
+    if (!s.ok()) {
       Post([this] { snapshotting_ = false; });  // try again later
       return;
     }
-    Post([this, meta] { FinishSnapshot(meta); });
+    Post([this, meta = snap.metadata] { FinishSnapshot(meta); });
   });
 }
 

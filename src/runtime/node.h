@@ -16,6 +16,15 @@
 //   snapshot if it has one (and only then apply), snapshot and compact the log every
 //   `snapshot_entries`, Advance.
 //
+// Snapshots come in two kinds. A state machine with durable storage of its own (the
+// server's RocksDB store: StateMachine::Persist) makes its state durable, and the snapshot
+// is its index, membership and term alone (a file without state, DeferredSnapshotData):
+// nothing is written but the storage's own flush, so a snapshot costs the members' disks
+// next to nothing. Its bytes are made when a member needs them (the engine reads the
+// deferred data, which asks): the state machine then writes its state into a snapshot
+// file (StateMachine::Snapshot), at that index or a later one, and the engine sends that
+// file. A state machine without durable storage writes that file every time.
+//
 // Batching is designed in: every proposal and message that arrives while a Ready is
 // being persisted goes into the next one, so one fsync covers many proposals.
 //
@@ -66,6 +75,15 @@ class StateMachine {
   virtual Result<LogIndex> Snapshot(SnapshotWriter& out) = 0;
   // Replaces the whole state by a snapshot taken at `index`.
   virtual Status Restore(const consensus::SnapshotData& data, LogIndex index) = 0;
+  // Makes everything applied so far durable in the state machine's own storage, and
+  // returns the last entry that covers: the state then stands for a snapshot at that
+  // index, and the log before it may be released without the state being written out.
+  // Runs on a thread of its own, concurrently with Apply. After a restart, AppliedIndex()
+  // must be at least the index returned. A state machine without durable storage of its
+  // own keeps this default (kUnimplemented): its state is written into snapshot files.
+  virtual Result<LogIndex> Persist() {
+    return Status(Code::kUnimplemented, "the state machine has no durable storage");
+  }
 };
 
 // How messages leave: best effort, asynchronous, may drop (the engine retries).
@@ -152,13 +170,20 @@ class Node {
   void AskForReadIndex();
   void RequestReadIndex();
   void ServeReads();
-  // Snapshots (every snapshot_entries applied entries): on the snapshot thread the state
-  // machine streams its state into a new snapshot file; on the loop thread the engine
-  // compacts, holding that file (not a copy of the state); on the snapshot thread the
-  // file gets its metadata and is made durable; the WAL marker and log release follow on
-  // the loop thread.
+  // Snapshots (every snapshot_entries applied entries, and when a member needs the state
+  // of one that has none yet): on the snapshot thread the state machine makes its state
+  // durable (Persist) or, if it cannot or a member needs the bytes, streams its state into
+  // a new snapshot file; on the loop thread the engine compacts, holding that file (not a
+  // copy of the state) or a DeferredSnapshotData; on the snapshot thread the snapshot file
+  // gets its metadata and is made durable; the WAL marker and log release follow on the
+  // loop thread.
   void MaybeSnapshot();
+  // `file` is null for a snapshot whose state the state machine holds.
   void CompactTo(std::shared_ptr<SnapshotFileWriter> file, LogIndex index);
+  // What a DeferredSnapshotData calls when the engine reads it.
+  std::function<void()> SnapshotStateWanted() {
+    return [this] { snapshot_state_wanted_.store(true, std::memory_order_relaxed); };
+  }
   void FinishSnapshot(const pb::SnapshotMetadata& meta);
   void JoinSnapshotThread();
   std::string SnapshotDir() const { return options_.data_dir + "/snap"; }
@@ -190,6 +215,9 @@ class Node {
   bool ready_in_flight_ = false;
   LogIndex snapshot_index_ = 0;
   bool snapshotting_ = false;  // a snapshot is being taken (loop thread)
+  // The engine asked for the state of a snapshot it holds without one (set where the engine
+  // reads it: the loop thread).
+  std::atomic<bool> snapshot_state_wanted_{false};
   // Written and durable, waiting for a moment with no Ready in flight for its WAL marker.
   std::optional<pb::SnapshotMetadata> snapshot_written_;
   std::thread snapshot_thread_;

@@ -56,8 +56,10 @@ class MemoryTransport : public Transport {
 
 class Cluster {
  public:
-  explicit Cluster(int size, uint64_t snapshot_entries = 10000)
-      : snapshot_entries_(snapshot_entries) {
+  // durable_state: the members' state machines keep their state in files of their own
+  // (RecordingStateMachine::Persist), as the server's store does.
+  explicit Cluster(int size, uint64_t snapshot_entries = 10000, bool durable_state = false)
+      : snapshot_entries_(snapshot_entries), durable_state_(durable_state) {
     root_ = fs::temp_directory_path() /
             ("synod-node-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
     fs::remove_all(root_);
@@ -70,19 +72,28 @@ class Cluster {
   }
 
   void Start(NodeId id) {
+    Status s = TryStart(id);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  Status TryStart(NodeId id) {
     NodeOptions o;
     o.id = id;
-    o.data_dir = (root_ / ("n" + std::to_string(id))).string();
+    o.data_dir = DataDir(id);
     o.initial_voters = voters_;
     o.tick_interval = 10ms;
     o.snapshot_entries = snapshot_entries_;
     o.wal.segment_bytes = 1 << 20;
-    state_[id] = std::make_unique<RecordingStateMachine>();
+    state_[id] = durable_state_ ? std::make_unique<RecordingStateMachine>(StatePath(id))
+                                : std::make_unique<RecordingStateMachine>();
     std::unique_ptr<Node> node;
-    Status s = Node::Start(o, state_[id].get(), &transport_, &node);
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    if (Status s = Node::Start(o, state_[id].get(), &transport_, &node); !s.ok()) return s;
     nodes_[id] = std::move(node);
     transport_.Attach(id, nodes_[id].get());
+    return Status::Ok();
+  }
+  std::string DataDir(NodeId id) const { return (root_ / ("n" + std::to_string(id))).string(); }
+  std::string StatePath(NodeId id) const {
+    return (root_ / ("state-" + std::to_string(id))).string();
   }
   void Stop(NodeId id) {
     transport_.Detach(id);
@@ -135,6 +146,7 @@ class Cluster {
  private:
   static inline int counter_ = 0;
   uint64_t snapshot_entries_;
+  bool durable_state_;
   fs::path root_;
   std::vector<NodeId> voters_;
   MemoryTransport transport_;
@@ -220,6 +232,84 @@ TEST(Node, MembersRestartedFromTheirSnapshotFilesHaveEveryCommand) {
     EXPECT_EQ(c.state(id).Commands(), expected) << "member " << id;
     EXPECT_GE(c.state(id).restored(), 1) << "member " << id << " did not load its snapshot";
   }
+}
+
+// A state machine that keeps its state durably itself: its snapshots are a flush of it and
+// a file without state, and a restart starts from the state machine's own storage.
+TEST(Node, AStateMachineThatPersistsItsStateTakesSnapshotsWithoutWritingIt) {
+  Cluster c(3, /*snapshot_entries=*/20, /*durable_state=*/true);
+  ASSERT_NE(c.WaitForLeader(), 0u);
+  for (const auto& cmd : Numbered("p", 0, 50)) c.Put(cmd);
+  ASSERT_TRUE(c.WaitApplied(50));
+  for (NodeId id : {1, 2, 3}) {
+    EXPECT_GE(c.state(id).persisted(), 1) << "member " << id;
+    // The snapshot thread may still be writing the file: wait for one.
+    bool deferred = false;
+    for (int i = 0; i < 200 && !deferred; ++i) {
+      auto latest = LoadLatestSnapshot(c.DataDir(id) + "/snap");
+      deferred = latest.ok() && latest.value().metadata.index() > 0 &&
+                 DeferredSnapshotData::Is(*latest.value().data);
+      if (!deferred) std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_TRUE(deferred) << "member " << id << ": its newest snapshot file holds the state";
+  }
+  for (NodeId id : {1, 2, 3}) c.Stop(id);
+  for (NodeId id : {1, 2, 3}) c.Start(id);
+  ASSERT_NE(c.WaitForLeader(), 0u);
+  c.Put("after-restart");
+  ASSERT_TRUE(c.WaitApplied(51));
+  auto expected = Numbered("p", 0, 50);
+  expected.push_back("after-restart");
+  for (NodeId id : {1, 2, 3}) {
+    EXPECT_EQ(c.state(id).Commands(), expected) << "member " << id;
+    EXPECT_EQ(c.state(id).restored(), 0) << "member " << id << " needed no snapshot's state";
+  }
+}
+
+// A member too far behind needs the state of a snapshot that has none: the leader's state
+// machine writes it into a snapshot file then, and the member installs that.
+TEST(Node, AMemberFarBehindGetsAStateMadeWhenItNeedsIt) {
+  Cluster c(3, /*snapshot_entries=*/20, /*durable_state=*/true);
+  ASSERT_NE(c.WaitForLeader(), 0u);
+  c.Put("first");
+  ASSERT_TRUE(c.WaitApplied(1));
+  c.Stop(3);
+  for (const auto& cmd : Numbered("b", 0, 80)) c.Put(cmd);
+  c.Start(3);
+  ASSERT_TRUE(c.WaitApplied(81));
+  EXPECT_EQ(c.state(3).Commands(), c.state(1).Commands());
+  EXPECT_GE(c.state(3).restored(), 1);
+  // The state a member far behind needed was written into a file, at one of the others.
+  int with_state = 0;
+  for (NodeId id : {1, 2}) {
+    for (const auto& e : fs::directory_iterator(c.DataDir(id) + "/snap")) {
+      if (e.path().extension() == ".snap" && fs::file_size(e.path()) > 200) ++with_state;
+    }
+  }
+  EXPECT_GE(with_state, 1);
+}
+
+// The log before a snapshot without state is gone: a state machine that lost its storage
+// cannot be rebuilt from this member's disk, and the member says so rather than start.
+TEST(Node, AMemberWhoseStateMachineLostItsStorageRefusesToStart) {
+  Cluster c(3, /*snapshot_entries=*/20, /*durable_state=*/true);
+  ASSERT_NE(c.WaitForLeader(), 0u);
+  for (const auto& cmd : Numbered("p", 0, 50)) c.Put(cmd);
+  ASSERT_TRUE(c.WaitApplied(50));
+  bool deferred = false;
+  for (int i = 0; i < 200 && !deferred; ++i) {
+    auto latest = LoadLatestSnapshot(c.DataDir(2) + "/snap");
+    deferred = latest.ok() && latest.value().metadata.index() > 0 &&
+               DeferredSnapshotData::Is(*latest.value().data);
+    if (!deferred) std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(deferred);
+  c.Stop(2);
+  fs::remove(c.StatePath(2));
+  Status s = c.TryStart(2);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), Code::kCorruption);
+  EXPECT_NE(s.message().find("behind the newest snapshot"), std::string::npos) << s.message();
 }
 
 TEST(Node, AReadIndexCompletesOnceTheReadIsSafe) {

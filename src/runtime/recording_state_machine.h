@@ -2,18 +2,32 @@
 // order, and snapshots them as lines of text.
 #pragma once
 
+#include <fstream>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "runtime/node.h"
+#include "storage/durable_file.h"
 
 namespace synod::runtime {
 
-// Remembers the commands it applied, in order. Not durable: after a restart it is
-// rebuilt from the member's snapshot file and log, which is what these tests check.
+// Remembers the commands it applied, in order. By default not durable: after a restart it
+// is rebuilt from the member's snapshot file and log, which is what these tests check.
+// Given a file, it is durable as the server's store is: Persist writes what it applied
+// there (the applied index, then one command per line), and it starts from that file.
 class RecordingStateMachine final : public StateMachine {
  public:
+  RecordingStateMachine() = default;
+  explicit RecordingStateMachine(std::string durable_path)
+      : durable_path_(std::move(durable_path)) {
+    std::ifstream in(durable_path_);
+    if (!in) return;
+    std::string line;
+    if (std::getline(in, line)) applied_ = std::stoull(line);
+    while (std::getline(in, line)) commands_.push_back(line);
+  }
+
   std::string Apply(const pb::Entry& entry) override {
     std::lock_guard lock(mu_);
     applied_ = entry.index();
@@ -49,6 +63,21 @@ class RecordingStateMachine final : public StateMachine {
     restored_++;
     return Status::Ok();
   }
+  Result<LogIndex> Persist() override {
+    if (durable_path_.empty()) return StateMachine::Persist();
+    std::string bytes;
+    LogIndex at = 0;
+    {
+      std::lock_guard lock(mu_);
+      at = applied_;
+      bytes = std::to_string(applied_) + "\n";
+      for (const auto& c : commands_) bytes += c + "\n";
+    }
+    if (Status s = storage::WriteFileDurably(durable_path_, bytes); !s.ok()) return s;
+    std::lock_guard lock(mu_);
+    persisted_++;
+    return at;
+  }
   std::vector<std::string> Commands() const {
     std::lock_guard lock(mu_);
     return commands_;
@@ -57,12 +86,18 @@ class RecordingStateMachine final : public StateMachine {
     std::lock_guard lock(mu_);
     return restored_;
   }
+  int persisted() const {
+    std::lock_guard lock(mu_);
+    return persisted_;
+  }
 
  private:
   mutable std::mutex mu_;
   LogIndex applied_ = 0;
   std::vector<std::string> commands_;
   int restored_ = 0;
+  const std::string durable_path_;  // empty: not durable
+  int persisted_ = 0;
 };
 
 }  // namespace synod::runtime

@@ -86,7 +86,8 @@ Result<consensus::Snapshot> LoadEarlierFormat(int fd, uint64_t size, const std::
 }
 
 // One file: the new format if it ends with the magic, else the earlier one.
-Result<consensus::Snapshot> LoadFile(const std::string& path) {
+Result<consensus::Snapshot> LoadFile(const std::string& path,
+                                     const std::function<void()>& state_wanted) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return IoError("open", path);
   struct stat st {};
@@ -136,6 +137,12 @@ Result<consensus::Snapshot> LoadFile(const std::string& path) {
   if (crc != trailer.data_crc32c()) return fail(Corrupt(path, "state checksum mismatch"));
   consensus::Snapshot snapshot;
   snapshot.metadata = trailer.metadata();
+  if (trailer.state_in_state_machine()) {
+    if (trailer.data_bytes() != 0) return fail(Corrupt(path, "state where none belongs"));
+    ::close(fd);
+    snapshot.data = std::make_shared<const DeferredSnapshotData>(state_wanted);
+    return snapshot;
+  }
   snapshot.data = std::make_shared<const FileSnapshotData>(fd, trailer.data_bytes(), path);
   return snapshot;
 }
@@ -155,6 +162,13 @@ Status FileSnapshotData::ReadAt(uint64_t offset, uint64_t len, std::string* out)
   Status s = ReadAllAt(fd_, offset, out->data() + old, len, path_);
   if (!s.ok()) out->resize(old);
   return s;
+}
+
+// ---------------------------------------------------------------------------------
+
+Status DeferredSnapshotData::ReadAt(uint64_t, uint64_t, std::string*) const {
+  if (wanted_) wanted_();
+  return Status(Code::kUnavailable, "the snapshot's state is being made");
 }
 
 // ---------------------------------------------------------------------------------
@@ -237,6 +251,21 @@ Status SnapshotFileWriter::Finish(const pb::SnapshotMetadata& metadata) {
   *trailer.mutable_metadata() = metadata;
   trailer.set_data_bytes(data_bytes_);
   trailer.set_data_crc32c(data_crc_);
+  return FinishFile(trailer);
+}
+
+Status SnapshotFileWriter::FinishWithStateInStateMachine(const pb::SnapshotMetadata& metadata) {
+  if (data_bytes_ != 0) {
+    return Status(Code::kInvalidArgument, "a snapshot file with state cannot leave it out");
+  }
+  pb::SnapshotFileTrailer trailer;
+  *trailer.mutable_metadata() = metadata;
+  trailer.set_state_in_state_machine(true);
+  return FinishFile(trailer);
+}
+
+Status SnapshotFileWriter::FinishFile(const pb::SnapshotFileTrailer& trailer) {
+  const pb::SnapshotMetadata& metadata = trailer.metadata();
   const std::string trailer_bytes = trailer.SerializeAsString();
   const auto trailer_len = static_cast<uint32_t>(trailer_bytes.size());
   const uint32_t trailer_crc = storage::Crc32c(0, trailer_bytes.data(), trailer_bytes.size());
@@ -270,6 +299,8 @@ Status WriteSnapshotFile(const std::string& dir, const consensus::Snapshot& snap
   auto writer = SnapshotFileWriter::Create(dir);
   if (!writer.ok()) return writer.status();
   const consensus::SnapshotData& data = *snapshot.data;
+  if (DeferredSnapshotData::Is(data))
+    return writer.value()->FinishWithStateInStateMachine(snapshot.metadata);
   std::string chunk;
   for (uint64_t at = 0; at < data.size();) {
     const uint64_t n = std::min<uint64_t>(kBufferBytes, data.size() - at);
@@ -281,10 +312,11 @@ Status WriteSnapshotFile(const std::string& dir, const consensus::Snapshot& snap
   return writer.value()->Finish(snapshot.metadata);
 }
 
-Result<consensus::Snapshot> LoadLatestSnapshot(const std::string& dir) {
+Result<consensus::Snapshot> LoadLatestSnapshot(const std::string& dir,
+                                               std::function<void()> state_wanted) {
   const std::vector<std::string> names = SnapshotFiles(dir);
   if (names.empty()) return consensus::Snapshot{};
-  return LoadFile(names.back());
+  return LoadFile(names.back(), state_wanted);
 }
 
 void RemoveUnfinishedSnapshotFiles(const std::string& dir) {

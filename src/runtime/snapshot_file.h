@@ -10,6 +10,10 @@
 //   [trailer: a serialized pb::SnapshotFileTrailer (metadata, data_bytes, data CRC-32C)]
 //   [u32 trailer length][u32 CRC-32C of the trailer][8 bytes "synodsn1"]     (little-endian)
 //
+// A snapshot whose state the state machine holds durably itself (StateMachine::Persist)
+// is a file with no state and the trailer's state_in_state_machine set; its data, in
+// memory, is a DeferredSnapshotData.
+//
 // A file is written under a temporary name, fsynced, renamed, and its directory fsynced:
 // a crash leaves the old files or the new one, never half of it. The newest two are kept.
 // Loading checks the trailer's CRC and the state's CRC (read as a stream) before anything
@@ -18,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -56,6 +61,23 @@ class FileSnapshotData final : public consensus::SnapshotData {
   const std::string path_;  // for messages
 };
 
+// The data of a snapshot whose state the state machine holds (and not a file): the bytes
+// are made only when a member needs them. Until then every read fails (kUnavailable: the
+// engine sends nothing and tries again at its next heartbeat) and calls `wanted`, which
+// asks the node to make them: a snapshot at this index or a later one, written to a file.
+class DeferredSnapshotData final : public consensus::SnapshotData {
+ public:
+  explicit DeferredSnapshotData(std::function<void()> wanted) : wanted_(std::move(wanted)) {}
+  uint64_t size() const override { return 0; }
+  Status ReadAt(uint64_t offset, uint64_t len, std::string* out) const override;
+  static bool Is(const consensus::SnapshotData& data) {
+    return dynamic_cast<const DeferredSnapshotData*>(&data) != nullptr;
+  }
+
+ private:
+  const std::function<void()> wanted_;
+};
+
 // Streams one snapshot into <dir>: a temporary file until Finish names it by its index.
 class SnapshotFileWriter final : public SnapshotWriter {
  public:
@@ -71,9 +93,13 @@ class SnapshotFileWriter final : public SnapshotWriter {
   // Appends the trailer for `metadata`, makes the file durable under its final name and
   // removes all but the newest two snapshot files.
   Status Finish(const pb::SnapshotMetadata& metadata);
+  // The same for a snapshot whose state the state machine holds: nothing was written, and
+  // the trailer says so.
+  Status FinishWithStateInStateMachine(const pb::SnapshotMetadata& metadata);
 
  private:
   SnapshotFileWriter(std::string dir, std::string tmp_path, int fd);
+  Status FinishFile(const pb::SnapshotFileTrailer& trailer);
   Status Flush();
   // Appends `bytes` to the file, and paces its writeback (below).
   Status Append(std::string_view bytes);
@@ -97,13 +123,15 @@ class SnapshotFileWriter final : public SnapshotWriter {
 };
 
 // Writes `snapshot` (its metadata and its data, wherever the data lives) as a snapshot file
-// in `dir`.
+// in `dir`. A DeferredSnapshotData is written as such: a file without state.
 Status WriteSnapshotFile(const std::string& dir, const consensus::Snapshot& snapshot);
 
 // The newest snapshot file in `dir`, checked (an empty Snapshot at index 0 if there is
 // none). Its data is read in place (FileSnapshotData); a file of the earlier format is
-// read into memory. kCorruption names the file that does not read back.
-Result<consensus::Snapshot> LoadLatestSnapshot(const std::string& dir);
+// read into memory; a file without state gives a DeferredSnapshotData calling
+// `state_wanted`. kCorruption names the file that does not read back.
+Result<consensus::Snapshot> LoadLatestSnapshot(const std::string& dir,
+                                               std::function<void()> state_wanted = nullptr);
 
 // Removes temporary files left by a crash while a snapshot was being written.
 void RemoveUnfinishedSnapshotFiles(const std::string& dir);

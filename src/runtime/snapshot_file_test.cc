@@ -139,6 +139,41 @@ TEST_F(SnapshotFileTest, TheNewestTwoAreKept) {
   EXPECT_EQ(LoadLatestSnapshot(dir_.string()).value().metadata.index(), 20u);
 }
 
+// A snapshot whose state the state machine holds: a file without state, loaded back as data
+// that cannot be read yet and asks for its state to be made each time it is read.
+TEST_F(SnapshotFileTest, ASnapshotWithItsStateInTheStateMachineLoadsBackAsDeferred) {
+  ASSERT_TRUE(
+      WriteSnapshotFile(dir_.string(), consensus::Snapshot::InMemory(Meta(4), "full")).ok());
+  consensus::Snapshot deferred{Meta(7), std::make_shared<DeferredSnapshotData>(nullptr)};
+  ASSERT_TRUE(WriteSnapshotFile(dir_.string(), deferred).ok());
+  EXPECT_EQ(Files(), (std::vector<std::string>{"0000000000000004.snap", "0000000000000007.snap"}));
+
+  int wanted = 0;
+  auto loaded = LoadLatestSnapshot(dir_.string(), [&] { ++wanted; });
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  EXPECT_EQ(loaded.value().metadata.SerializeAsString(), Meta(7).SerializeAsString());
+  ASSERT_TRUE(DeferredSnapshotData::Is(*loaded.value().data));
+  std::string out;
+  const Status read = loaded.value().data->ReadAt(0, 0, &out);
+  EXPECT_EQ(read.code(), Code::kUnavailable);
+  EXPECT_EQ(loaded.value().ReadAll().status().code(), Code::kUnavailable);
+  EXPECT_EQ(wanted, 2);
+
+  // A writer that was given state cannot leave it out.
+  auto writer = SnapshotFileWriter::Create(dir_.string());
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE(writer.value()->Write("state").ok());
+  EXPECT_FALSE(writer.value()->FinishWithStateInStateMachine(Meta(9)).ok());
+
+  // The full snapshot at the same index, made when a member needed it, replaces the file.
+  ASSERT_TRUE(
+      WriteSnapshotFile(dir_.string(), consensus::Snapshot::InMemory(Meta(7), "made")).ok());
+  auto made = LoadLatestSnapshot(dir_.string(), [&] { ++wanted; });
+  ASSERT_TRUE(made.ok());
+  EXPECT_FALSE(DeferredSnapshotData::Is(*made.value().data));
+  EXPECT_EQ(made.value().ReadAll().value(), "made");
+}
+
 // The engine may still be sending a snapshot whose file a newer one has replaced.
 TEST_F(SnapshotFileTest, DataStaysReadableAfterItsFileIsRemoved) {
   ASSERT_TRUE(

@@ -228,6 +228,13 @@ Result<consensus::LogIndex> ServerStateMachine::Snapshot(runtime::SnapshotWriter
   }
 }
 
+Result<consensus::LogIndex> ServerStateMachine::Persist() {
+  // Every entry applied by now has its batch in the store: the flush covers it.
+  const consensus::LogIndex applied = store_->AppliedIndex();
+  if (Status s = store_->Sync(); !s.ok()) return s;
+  return applied;
+}
+
 Status ServerStateMachine::Restore(const consensus::SnapshotData& data, consensus::LogIndex index) {
   if (index == 0 && data.size() == 0) {
     // The cluster's bootstrap snapshot (membership only, no state): a joining member

@@ -33,6 +33,10 @@ class ServerStateMachine final : public runtime::StateMachine {
   consensus::LogIndex AppliedIndex() const override;
   Result<consensus::LogIndex> Snapshot(runtime::SnapshotWriter& out) override;
   Status Restore(const consensus::SnapshotData& data, consensus::LogIndex index) override;
+  // Flushes the store (RocksDB's memtables, written without its log) to its files: the
+  // store's own storage then holds every entry applied before the call. The membership
+  // file is durable already at every change.
+  Result<consensus::LogIndex> Persist() override;
 
   serverpb::Membership membership() const;
   // Writes the bootstrap membership of a founding member (before the node starts).

@@ -9,6 +9,7 @@ the member is restarted, and the store must hold exactly what was acknowledged.
 
 CrashLoopSingleTest   one member, killed and restarted each iteration.
 CrashLoopLeaderTest   three members; the member killed is the leader each time.
+Both run with --snapshot-count=300: the kills also fall around snapshots.
 
 After every restart (on every member, with linearizable reads):
   - every acknowledged put is readable with its value, and with the revision its put was
@@ -71,6 +72,10 @@ PAGE = 5000  # keys per Range page when checking
 # A restarted member serves once it has won an election: a shorter election timeout than
 # the default 1000 ms keeps an iteration near two seconds (etcd accepts it too).
 FAST_ELECTIONS = ["--heartbeat-interval=50", "--election-timeout=500"]
+# Snapshots every few hundred entries: the kills fall before, during and after members
+# flush their stores and release their logs (a snapshot that is a flush and a file without
+# state, after which the log before it is gone).
+FREQUENT_SNAPSHOTS = ["--snapshot-count=300"]
 
 
 def kills(default):
@@ -657,7 +662,7 @@ class CrashLoop:
 
 class CrashLoopSingleTest(ClusterTestCase):
     CLUSTER_SIZE = 1
-    CLUSTER_FLAGS = FAST_ELECTIONS
+    CLUSTER_FLAGS = FAST_ELECTIONS + FREQUENT_SNAPSHOTS
 
     def test_sigkill_loop_single_member(self):
         CrashLoop(self, kills(25), leader_kills=False).run()
@@ -665,7 +670,7 @@ class CrashLoopSingleTest(ClusterTestCase):
 
 class CrashLoopLeaderTest(ClusterTestCase):
     CLUSTER_SIZE = 3
-    CLUSTER_FLAGS = FAST_ELECTIONS
+    CLUSTER_FLAGS = FAST_ELECTIONS + FREQUENT_SNAPSHOTS
 
     def test_sigkill_leader_loop(self):
         CrashLoop(self, kills(10), leader_kills=True).run()

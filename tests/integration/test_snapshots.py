@@ -2,12 +2,15 @@
 starting point of every restart.
 
 Members run with --snapshot-count=50, so a few hundred writes make each member take
-several snapshots and release its log before them. Then:
+several snapshots and release its log before them. A member's own snapshot is a flush of
+its store and a file without the state; the state is written into a file only when a
+member needs it. Then:
 
 SnapshotTest.test_member_far_behind_catches_up_then_all_restart_from_their_snapshots
   - a follower is killed; 400 puts and a delete later the leader's log no longer holds
-    what it missed, so when it comes back it can only catch up from the leader's snapshot
-    (sent in chunks, installed, then the log after it);
+    what it missed, and its snapshot files hold no state; when the follower comes back it
+    can only catch up from a snapshot, whose state the leader writes then (sent in chunks,
+    installed, then the log after it);
   - every member must then hold exactly the written keys, values and revisions (read
     serializably, i.e. each member's own state, through etcdctl);
   - every member is SIGKILLed and restarted: each starts from its own newest snapshot
@@ -68,6 +71,14 @@ class SnapshotTest(ClusterTestCase):
                                       endpoint=c.members[leader].endpoint)["header"]["revision"])
         self.assertEqual(revision, 1 + KEYS + 1, "a fresh store: one revision per write")
         want = self.expected()
+        if not is_etcd():
+            # The members' own snapshots are their stores' flushes: the files hold the
+            # index, term and membership, not the state (that is made when a member needs it).
+            snaps = sorted(glob.glob(os.path.join(c.members[leader].data_dir, "member",
+                                                  "snap", "*.snap")))
+            self.assertTrue(snaps, "no snapshot file on the leader")
+            self.assertLess(os.path.getsize(snaps[-1]), 1024,
+                            "the leader's newest snapshot file holds the state")
 
         c.restart(behind)
         self.assert_every_member_holds(want, revision)
@@ -77,6 +88,10 @@ class SnapshotTest(ClusterTestCase):
                                                   "snap", "*.snap")))
             self.assertTrue(snaps, "no snapshot file on the member that was behind")
             self.assertGreater(int(os.path.basename(snaps[-1]).split(".")[0], 16), KEYS // 2)
+            # The leader wrote the state it sent into a file then (400 keys: well over 1 KiB).
+            sizes = [os.path.getsize(p) for p in glob.glob(os.path.join(
+                c.members[leader].data_dir, "member", "snap", "*.snap"))]
+            self.assertGreater(max(sizes), 8 * 1024, "no snapshot file with state at the leader")
 
         for i in range(self.CLUSTER_SIZE):
             c.kill(i)
