@@ -200,6 +200,7 @@ void Paxos::Advance(const Ready&) {
   SYNOD_ASSERT(ready_outstanding_, "Advance without a Ready");
   ready_outstanding_ = false;
   if (handed_last_) log_.StableTo(*handed_last_);
+  log_.FreeSomeDropped();
   // The leader's own acceptances now count.
   if (role_ == Role::kLeader && MaybeCommit()) commit_broadcast_pending_ = true;
 }

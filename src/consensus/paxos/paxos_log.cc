@@ -117,11 +117,7 @@ void PaxosLog::StableTo(LogIndex handed_last) {
 void PaxosLog::Restore(const pb::SnapshotMetadata& metadata) {
   const LogIndex index = metadata.index();
   SYNOD_ASSERT(index > snapshot_index_, "a snapshot must move the log forward");
-  if (index >= LastIndex()) {
-    entries_.clear();
-  } else {
-    entries_.erase(entries_.begin(), entries_.begin() + static_cast<long>(index - snapshot_index_));
-  }
+  dropped_.DropFront(entries_, index - snapshot_index_);  // all of them if index >= LastIndex()
   snapshot_index_ = index;
   snapshot_term_ = metadata.term();
   committed_ = std::max(committed_, index);
@@ -135,7 +131,7 @@ void PaxosLog::CompactTo(LogIndex index) {
   SYNOD_ASSERT(index <= applied_ && index <= stable_index_,
                "compact only applied, durable entries");
   snapshot_term_ = *TermAt(index);
-  entries_.erase(entries_.begin(), entries_.begin() + static_cast<long>(index - snapshot_index_));
+  dropped_.DropFront(entries_, index - snapshot_index_);
   snapshot_index_ = index;
 }
 

@@ -16,6 +16,7 @@
 #include <optional>
 #include <vector>
 
+#include "consensus/api/dropped_entries.h"
 #include "consensus/api/engine.h"
 
 namespace synod::consensus::paxos {
@@ -64,11 +65,16 @@ class PaxosLog {
   void Restore(const pb::SnapshotMetadata& metadata);
   // Discard entries up to `index` (which must be applied and durable).
   void CompactTo(LogIndex index);
+  // Frees some of the entries compaction and snapshots dropped (DroppedEntries): the
+  // engine calls it once per Ready.
+  void FreeSomeDropped() { dropped_.FreeSome(); }
+  size_t DroppedPending() const { return dropped_.pending(); }
 
  private:
   LogIndex snapshot_index_ = 0;
   Term snapshot_term_ = 0;
   std::deque<pb::Entry> entries_;  // entries_[0] has index snapshot_index_ + 1
+  DroppedEntries dropped_;         // dropped from entries_, not yet freed
   LogIndex committed_ = 0;
   LogIndex applied_ = 0;
   LogIndex stable_index_ = 0;   // every entry up to here is durable as it is in memory

@@ -297,6 +297,7 @@ void Raft::Advance(const Ready&) {
   SYNOD_ASSERT(ready_outstanding_, "Advance without a Ready");
   ready_outstanding_ = false;
   if (handed_last_) log_.StableTo(handed_last_->index, handed_last_->term);
+  log_.FreeSomeDropped();
   // The leader's own entries now count towards a quorum.
   if (role_ == Role::kLeader && MaybeCommit()) commit_broadcast_pending_ = true;
 }

@@ -129,7 +129,7 @@ void RaftLog::StableTo(LogIndex index, Term term) {
 }
 
 void RaftLog::Restore(const pb::SnapshotMetadata& metadata) {
-  entries_.clear();
+  dropped_.DropFront(entries_, entries_.size());
   snapshot_index_ = metadata.index();
   snapshot_term_ = metadata.term();
   committed_ = snapshot_index_;
@@ -143,7 +143,7 @@ void RaftLog::CompactTo(LogIndex index) {
   SYNOD_ASSERT(index <= applied_ && index <= stable_index_,
                "compact only applied, durable entries");
   snapshot_term_ = *TermAt(index);
-  entries_.erase(entries_.begin(), entries_.begin() + (index - snapshot_index_));
+  dropped_.DropFront(entries_, index - snapshot_index_);
   snapshot_index_ = index;
 }
 

@@ -13,6 +13,7 @@
 #include <optional>
 #include <vector>
 
+#include "consensus/api/dropped_entries.h"
 #include "consensus/api/engine.h"
 
 namespace synod::consensus::raft {
@@ -69,6 +70,10 @@ class RaftLog {
   void Restore(const pb::SnapshotMetadata& metadata);
   // Discard entries up to `index` (which must be applied), after the caller snapshotted.
   void CompactTo(LogIndex index);
+  // Frees some of the entries compaction and snapshots dropped (DroppedEntries): the
+  // engine calls it once per Ready.
+  void FreeSomeDropped() { dropped_.FreeSome(); }
+  size_t DroppedPending() const { return dropped_.pending(); }
 
   // Truncations invalidate indexes; the engine uses this to keep derived state honest.
   uint64_t BytesOf(LogIndex lo, LogIndex hi) const;
@@ -79,6 +84,7 @@ class RaftLog {
   LogIndex snapshot_index_ = 0;
   Term snapshot_term_ = 0;
   std::deque<pb::Entry> entries_;  // entries_[0] has index snapshot_index_ + 1
+  DroppedEntries dropped_;         // dropped from entries_, not yet freed
   LogIndex committed_ = 0;
   LogIndex applied_ = 0;        // highest index handed out for applying
   LogIndex stable_index_ = 0;   // highest index the caller has made durable

@@ -95,5 +95,52 @@ TEST(RaftLog, CompactionKeepsTheSnapshotTerm) {
   EXPECT_EQ(log.LastIndex(), 3u);
 }
 
+// A compaction takes the entries out at once but frees them a step at a time (DroppedEntries):
+// the log reads the same, and the entries kept are intact.
+TEST(RaftLog, CompactedEntriesAreFreedAStepAtATime) {
+  constexpr LogIndex kEntries = 3 * DroppedEntries::kFreePerStep + 10;
+  DurableState d;
+  for (LogIndex i = 1; i <= kEntries; ++i) {
+    d.entries.push_back(E(i, 1));
+    d.entries.back().set_data("value " + std::to_string(i));
+  }
+  d.hard_state.set_commit(kEntries);
+  RaftLog log(d);
+  log.NextCommittedToApply(UINT64_MAX);
+  const LogIndex at = kEntries - 5;  // fewer stay than go: the five kept move
+  log.CompactTo(at);
+  EXPECT_EQ(log.FirstIndex(), at + 1);
+  EXPECT_EQ(log.LastIndex(), kEntries);
+  EXPECT_EQ(log.At(at + 1).data(), "value " + std::to_string(at + 1));
+  EXPECT_EQ(log.At(kEntries).data(), "value " + std::to_string(kEntries));
+  EXPECT_EQ(log.DroppedPending(), kEntries);  // the dropped ones and the husks of the kept
+  log.FreeSomeDropped();
+  EXPECT_EQ(log.DroppedPending(), kEntries - DroppedEntries::kFreePerStep);
+  for (int i = 0; i < 3; ++i) log.FreeSomeDropped();
+  EXPECT_EQ(log.DroppedPending(), 0u);
+  EXPECT_EQ(log.At(kEntries).data(), "value " + std::to_string(kEntries));
+}
+
+TEST(DroppedEntries, TheSmallerSideMovesAndNothingKeptIsLost) {
+  for (size_t drop : {size_t{3}, size_t{7}, size_t{10}, size_t{0}, size_t{12}}) {
+    std::deque<pb::Entry> entries;
+    for (LogIndex i = 1; i <= 10; ++i) {
+      entries.push_back(E(i, 1));
+      entries.back().set_data(std::string(100, static_cast<char>('a' + i)));
+    }
+    DroppedEntries dropped;
+    dropped.DropFront(entries, drop);
+    const size_t gone = std::min<size_t>(drop, 10);
+    ASSERT_EQ(entries.size(), 10 - gone) << "dropping " << drop;
+    for (size_t k = 0; k < entries.size(); ++k) {
+      EXPECT_EQ(entries[k].index(), gone + k + 1);
+      EXPECT_EQ(entries[k].data(), std::string(100, static_cast<char>('a' + gone + k + 1)));
+    }
+    EXPECT_GE(dropped.pending(), gone);
+    dropped.FreeSome();
+    EXPECT_EQ(dropped.pending(), 0u);
+  }
+}
+
 }  // namespace
 }  // namespace synod::consensus::raft
