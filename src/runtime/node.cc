@@ -354,7 +354,7 @@ void Node::Send(std::vector<pb::Message> messages) {
     env.set_to(m.to());
     *env.add_messages() = std::move(m);
   }
-  for (auto& [to, env] : out) transport_->Send(env);
+  for (auto& [to, env] : out) transport_->Send(std::move(env));
 }
 
 void Node::ApplyAndServe(const std::vector<pb::Entry>& committed,

@@ -90,7 +90,8 @@ class StateMachine {
 class Transport {
  public:
   virtual ~Transport() = default;
-  virtual void Send(const pb::Envelope& envelope) = 0;
+  // Takes the envelope: the entries it carries are not copied again on their way out.
+  virtual void Send(pb::Envelope envelope) = 0;
 };
 
 struct NodeOptions {

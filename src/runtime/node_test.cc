@@ -35,7 +35,7 @@ class MemoryTransport : public Transport {
     std::lock_guard lock(mu_);
     return sent_[type];
   }
-  void Send(const pb::Envelope& envelope) override {
+  void Send(pb::Envelope envelope) override {
     std::lock_guard lock(mu_);
     pb::Envelope kept = envelope;
     kept.clear_messages();

@@ -256,7 +256,7 @@ GrpcTransport::~GrpcTransport() {
   for (auto& [id, link] : links) link->Stop();
 }
 
-void GrpcTransport::Send(const pb::Envelope& envelope) {
+void GrpcTransport::Send(pb::Envelope envelope) {
   std::shared_ptr<PeerLink> link;
   {
     std::lock_guard lock(mu_);
@@ -273,7 +273,7 @@ void GrpcTransport::Send(const pb::Envelope& envelope) {
       link->CountTooLarge();
       return;
     }
-    link->Enqueue(envelope, bytes);
+    link->Enqueue(std::move(envelope), bytes);
     return;
   }
   // Too big for one batch: split by message, in order, so that no single write (and no
@@ -297,13 +297,13 @@ void GrpcTransport::Send(const pb::Envelope& envelope) {
   };
   start_part();
   size_t part_bytes = 0;
-  for (const pb::Message& m : envelope.messages()) {
+  for (pb::Message& m : *envelope.mutable_messages()) {
     const size_t m_bytes = m.ByteSizeLong();
     if (part.messages_size() > 0 && part_bytes + m_bytes > options_.batch_bytes_max) {
       flush();
       part_bytes = 0;
     }
-    *part.add_messages() = m;
+    *part.add_messages() = std::move(m);
     part_bytes += m_bytes;
   }
   flush();

@@ -84,7 +84,7 @@ class GrpcTransport final : public runtime::Transport {
   GrpcTransport& operator=(const GrpcTransport&) = delete;
 
   // Thread-safe; never waits for the network.
-  void Send(const pb::Envelope& envelope) override;
+  void Send(pb::Envelope envelope) override;
 
   // Membership changes: adds a peer, or moves it to a new address (its queue is lost).
   void SetPeer(NodeId id, const std::string& address);
