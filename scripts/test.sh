@@ -2,7 +2,8 @@
 # synod's whole test suite, from a fresh Debian 12 machine:
 #   1. installs what is missing (scripts/install-deps.sh),
 #   2. builds with sanitizers (ASan + UBSan) and runs the core tests under them,
-#   3. runs a random batch of simulator seeds (the first seed is printed: replayable),
+#   3. runs a random batch of simulator seeds (the first seed is printed: replayable), with
+#      whole-state snapshots and with deferred ones (the store's flush, as the server),
 #   4. builds the release configuration and runs every test with CTest.
 # Environment: JOBS (parallel jobs, default: cores), SIM_SEEDS (random batch size).
 set -euo pipefail
@@ -32,6 +33,10 @@ for engine in $(build/src/sim/synod-sim --list-engines); do
     step "simulator: $engine, $nodes nodes, $SIM_SEEDS random seeds from $FIRST_SEED"
     build/src/sim/synod-sim --engine "$engine" --nodes "$nodes" --seeds "$SIM_SEEDS" \
       --first-seed "$FIRST_SEED" --faults all --jobs "$JOBS"
+    # Snapshots as the server takes them: the store's flush, the state made on demand.
+    step "simulator: $engine, $nodes nodes, deferred snapshots, $(( SIM_SEEDS / 2 )) random seeds from $FIRST_SEED"
+    build/src/sim/synod-sim --engine "$engine" --nodes "$nodes" --seeds "$(( SIM_SEEDS / 2 ))" \
+      --first-seed "$FIRST_SEED" --faults all --jobs "$JOBS" --deferred-snapshots
   done
 done
 

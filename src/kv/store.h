@@ -191,8 +191,16 @@ class Store {
 
   // --- Snapshots ---
 
-  // Writes a consistent dump of the whole store (at one backend snapshot) to `sink`.
-  Result<SnapshotInfo> WriteSnapshot(SnapshotSink& sink) const;
+  // The whole store as it is now, pinned: a consistent view that stays readable while it is
+  // held (the backend keeps the versions it sees beside the ones written since), for a
+  // dump later. A snapshot whose state is made only when a member needs it holds one, so
+  // that the state made is the snapshot's own, at its index. Release it with the store
+  // still open.
+  class Pinned;
+  Result<std::shared_ptr<const Pinned>> Pin() const;
+  // Writes a consistent dump of the whole store to `sink`: as it is now (at one backend
+  // snapshot), or as `pinned` holds it.
+  Result<SnapshotInfo> WriteSnapshot(SnapshotSink& sink, const Pinned* pinned = nullptr) const;
   // Replaces the whole store with the snapshot in `source` (the writer's call). The
   // checksum is verified before anything changes: a damaged snapshot is refused with
   // kCorruption and the store is left as it was. If the process dies during an install, the
@@ -205,6 +213,7 @@ class Store {
   friend class TxnChecker;
   friend class WriteTxn;
   struct View;
+  Result<SnapshotInfo> WriteSnapshotOf(const View& view, SnapshotSink& sink) const;
   struct LeaseState {
     int64_t ttl_s = 0;
     std::optional<uint64_t> expiry_ms;  // none: does not expire here (not primary)
@@ -272,6 +281,20 @@ class Store {
   mutable std::mutex lease_mu_;
   std::map<int64_t, LeaseState> leases_;
   bool primary_ = false;
+};
+
+// A pinned view of a store (Store::Pin): what WriteSnapshot dumps from it.
+class Store::Pinned {
+ public:
+  uint64_t applied_index() const { return applied_index_; }
+  int64_t revision() const { return revision_; }
+
+ private:
+  friend class Store;
+  std::shared_ptr<const BackendReader> reader_;
+  int64_t revision_ = 0;
+  int64_t compact_revision_ = -1;
+  uint64_t applied_index_ = 0;
 };
 
 }  // namespace synod::kv

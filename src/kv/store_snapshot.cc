@@ -172,10 +172,31 @@ Status ReadEntries(SnapshotReader& reader, Fn fn, uint64_t* count) {
 
 }  // namespace
 
-Result<SnapshotInfo> Store::WriteSnapshot(SnapshotSink& sink) const {
+Result<std::shared_ptr<const Store::Pinned>> Store::Pin() const {
   auto view = TakeView();
   if (!view.ok()) return view.status();
-  const View& v = view.value();
+  auto pinned = std::make_shared<Pinned>();
+  pinned->reader_ = std::move(view.value().reader);
+  pinned->revision_ = view.value().revision;
+  pinned->compact_revision_ = view.value().compact_revision;
+  pinned->applied_index_ = view.value().applied_index;
+  return std::shared_ptr<const Pinned>(std::move(pinned));
+}
+
+Result<SnapshotInfo> Store::WriteSnapshot(SnapshotSink& sink, const Pinned* pinned) const {
+  if (pinned != nullptr) {
+    return WriteSnapshotOf(View{.reader = pinned->reader_,
+                                .revision = pinned->revision_,
+                                .compact_revision = pinned->compact_revision_,
+                                .applied_index = pinned->applied_index_},
+                           sink);
+  }
+  auto view = TakeView();
+  if (!view.ok()) return view.status();
+  return WriteSnapshotOf(view.value(), sink);
+}
+
+Result<SnapshotInfo> Store::WriteSnapshotOf(const View& v, SnapshotSink& sink) const {
   SnapshotInfo info;
   info.revision = v.revision;
   info.applied_index = v.applied_index;

@@ -85,6 +85,34 @@ TEST(KvSnapshot, AnInstalledSnapshotReproducesTheWholeStore) {
   EXPECT_EQ(Dump(target), Dump(source));
 }
 
+// A pinned view dumps the store as it was when pinned, however much was applied since: the
+// state of a snapshot made at its own index, later.
+TEST(KvSnapshot, APinnedViewDumpsTheStoreAsItWasWhenPinned) {
+  TestStore source;
+  Populate(source);
+  const std::string then = Describe(source);
+  const std::string dump_then = Dump(source);
+  auto pinned = source->Pin();
+  ASSERT_TRUE(pinned.ok()) << pinned.status().ToString();
+  EXPECT_EQ(pinned.value()->applied_index(), source->AppliedIndex());
+  source.ApplyOk(AlarmReq(kvpb::AlarmRequest::DEACTIVATE, kvpb::NOSPACE, 3));
+  for (int i = 0; i < 50; ++i) source.ApplyOk(PutReq("key" + std::to_string(i), "later"));
+  source.ApplyOk(CompactReq(source->Revision() - 5));
+  while (!source->CompactStep(7).value().done) {
+  }
+
+  StringSnapshotSink sink;
+  auto info = source->WriteSnapshot(sink, pinned.value().get());
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info.value().applied_index, pinned.value()->applied_index());
+  EXPECT_EQ(sink.data(), dump_then) << "the pinned dump is the dump taken when pinned";
+  TestStore target;
+  StringSnapshotSource in(sink.data());
+  ASSERT_TRUE(target->InstallSnapshot(in).ok());
+  EXPECT_EQ(Describe(target), then);
+  EXPECT_NE(Describe(source), then);
+}
+
 // A put continues a key's versions (create revision kept, version + 1) after the store is
 // reopened or replaced by a snapshot: what a put reads of the key's live version comes
 // back with it.

@@ -71,7 +71,12 @@ class StateMachine {
   virtual LogIndex AppliedIndex() const = 0;
   // Writes a consistent copy of the state to `out`, as bytes another member's Restore
   // accepts, and returns the last entry it covers. Runs on a thread of its own,
-  // concurrently with Apply: snapshots never stall the apply loop.
+  // concurrently with Apply: snapshots never stall the apply loop. A state machine that
+  // persists its state (Persist) writes the state as of its last Persist, kept for this
+  // (pinned), until the next Persist or a Restore: the state of the snapshot without state
+  // the engine holds, at that snapshot's index. (Made at a later index instead, it would be
+  // a newer snapshot, which the engine may not be able to take yet: Multi-Paxos refuses one
+  // while a membership change is pending, and a member far behind would wait for it.)
   virtual Result<LogIndex> Snapshot(SnapshotWriter& out) = 0;
   // Replaces the whole state by a snapshot taken at `index`.
   virtual Status Restore(const consensus::SnapshotData& data, LogIndex index) = 0;
@@ -81,6 +86,7 @@ class StateMachine {
   // Runs on a thread of its own, concurrently with Apply. After a restart, AppliedIndex()
   // must be at least the index returned. A state machine without durable storage of its
   // own keeps this default (kUnimplemented): its state is written into snapshot files.
+  // The state Persist covers is kept readable for Snapshot (above) until the next Persist.
   virtual Result<LogIndex> Persist() {
     return Status(Code::kUnimplemented, "the state machine has no durable storage");
   }

@@ -4,7 +4,9 @@
 
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/node.h"
@@ -44,8 +46,10 @@ class RecordingStateMachine final : public StateMachine {
     LogIndex at = 0;
     {
       std::lock_guard lock(mu_);
-      at = applied_;
-      for (const auto& c : commands_) bytes += c + "\n";
+      // The state of the last Persist, if kept (see StateMachine::Snapshot).
+      const std::vector<std::string>& commands = pinned_ ? pinned_->second : commands_;
+      at = pinned_ ? pinned_->first : applied_;
+      for (const auto& c : commands) bytes += c + "\n";
     }
     if (Status s = out.Write(bytes); !s.ok()) return s;
     return at;
@@ -54,6 +58,7 @@ class RecordingStateMachine final : public StateMachine {
     std::string data;
     if (Status s = snapshot.ReadAt(0, snapshot.size(), &data); !s.ok()) return s;
     std::lock_guard lock(mu_);
+    pinned_.reset();
     commands_.clear();
     size_t start = 0;
     for (size_t nl; (nl = data.find('\n', start)) != std::string::npos; start = nl + 1) {
@@ -66,16 +71,18 @@ class RecordingStateMachine final : public StateMachine {
   Result<LogIndex> Persist() override {
     if (durable_path_.empty()) return StateMachine::Persist();
     std::string bytes;
-    LogIndex at = 0;
+    std::pair<LogIndex, std::vector<std::string>> pinned;
     {
       std::lock_guard lock(mu_);
-      at = applied_;
+      pinned = {applied_, commands_};
       bytes = std::to_string(applied_) + "\n";
       for (const auto& c : commands_) bytes += c + "\n";
     }
     if (Status s = storage::WriteFileDurably(durable_path_, bytes); !s.ok()) return s;
     std::lock_guard lock(mu_);
     persisted_++;
+    const LogIndex at = pinned.first;
+    pinned_ = std::move(pinned);
     return at;
   }
   std::vector<std::string> Commands() const {
@@ -97,6 +104,8 @@ class RecordingStateMachine final : public StateMachine {
   std::vector<std::string> commands_;
   int restored_ = 0;
   const std::string durable_path_;  // empty: not durable
+  // The state of the last Persist: what Snapshot writes until a Restore.
+  std::optional<std::pair<LogIndex, std::vector<std::string>>> pinned_;
   int persisted_ = 0;
 };
 

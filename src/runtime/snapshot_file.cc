@@ -166,13 +166,6 @@ Status FileSnapshotData::ReadAt(uint64_t offset, uint64_t len, std::string* out)
 
 // ---------------------------------------------------------------------------------
 
-Status DeferredSnapshotData::ReadAt(uint64_t, uint64_t, std::string*) const {
-  if (wanted_) wanted_();
-  return Status(Code::kUnavailable, "the snapshot's state is being made");
-}
-
-// ---------------------------------------------------------------------------------
-
 SnapshotFileWriter::SnapshotFileWriter(std::string dir, std::string tmp_path, int fd)
     : dir_(std::move(dir)), tmp_path_(std::move(tmp_path)), fd_(fd) {}
 

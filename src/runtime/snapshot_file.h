@@ -61,22 +61,9 @@ class FileSnapshotData final : public consensus::SnapshotData {
   const std::string path_;  // for messages
 };
 
-// The data of a snapshot whose state the state machine holds (and not a file): the bytes
-// are made only when a member needs them. Until then every read fails (kUnavailable: the
-// engine sends nothing and tries again at its next heartbeat) and calls `wanted`, which
-// asks the node to make them: a snapshot at this index or a later one, written to a file.
-class DeferredSnapshotData final : public consensus::SnapshotData {
- public:
-  explicit DeferredSnapshotData(std::function<void()> wanted) : wanted_(std::move(wanted)) {}
-  uint64_t size() const override { return 0; }
-  Status ReadAt(uint64_t offset, uint64_t len, std::string* out) const override;
-  static bool Is(const consensus::SnapshotData& data) {
-    return dynamic_cast<const DeferredSnapshotData*>(&data) != nullptr;
-  }
-
- private:
-  const std::function<void()> wanted_;
-};
+// A snapshot whose state the state machine holds (consensus::DeferredSnapshotData): the node
+// makes its bytes, written to a file, when a member needs them.
+using consensus::DeferredSnapshotData;
 
 // Streams one snapshot into <dir>: a temporary file until Finish names it by its index.
 class SnapshotFileWriter final : public SnapshotWriter {

@@ -205,15 +205,26 @@ consensus::LogIndex ServerStateMachine::AppliedIndex() const { return store_->Ap
 // snapshot file; it is read back from the end. (Snapshots taken before this layout hold a
 // serialized serverpb::StateSnapshot, and are still read.)
 Result<consensus::LogIndex> ServerStateMachine::Snapshot(runtime::SnapshotWriter& out) {
+  std::shared_ptr<const Pinned> pinned;
+  {
+    std::lock_guard lock(mu_);
+    pinned = pinned_;
+  }
+  return WriteState(out, pinned.get());
+}
+
+Result<consensus::LogIndex> ServerStateMachine::WriteState(runtime::SnapshotWriter& out,
+                                                           const Pinned* pinned) {
   // The store's dump is taken at one backend snapshot while applies go on; the membership
   // is the one in force at that index: read before and after, it must not have changed
-  // (membership changes are rare: take the copy again if one slipped in).
+  // (membership changes are rare: take the copy again if one slipped in). A pinned state
+  // has its membership with it.
   for (;;) {
-    const serverpb::Membership before = membership();
+    const serverpb::Membership before = pinned ? pinned->membership : membership();
     SnapshotWriterSink sink(out);
-    auto info = store_->WriteSnapshot(sink);
+    auto info = store_->WriteSnapshot(sink, pinned ? pinned->store.get() : nullptr);
     if (!info.ok()) return info.status();
-    const serverpb::Membership after = membership();
+    const serverpb::Membership after = pinned ? pinned->membership : membership();
     if (before.applied_index() != after.applied_index() ||
         after.applied_index() > info.value().applied_index) {
       if (Status s = out.Restart(); !s.ok()) return s;
@@ -229,10 +240,25 @@ Result<consensus::LogIndex> ServerStateMachine::Snapshot(runtime::SnapshotWriter
 }
 
 Result<consensus::LogIndex> ServerStateMachine::Persist() {
-  // Every entry applied by now has its batch in the store: the flush covers it.
-  const consensus::LogIndex applied = store_->AppliedIndex();
+  // Pinned with the membership in force at its index (read before and after, as above).
+  auto pinned = std::make_shared<Pinned>();
+  for (;;) {
+    const serverpb::Membership before = membership();
+    auto store = store_->Pin();
+    if (!store.ok()) return store.status();
+    pinned->membership = membership();
+    pinned->store = std::move(store.value());
+    if (before.applied_index() == pinned->membership.applied_index() &&
+        pinned->membership.applied_index() <= pinned->store->applied_index()) {
+      break;
+    }
+  }
+  // Every entry the pinned state covers has its batch in the store: the flush covers it.
   if (Status s = store_->Sync(); !s.ok()) return s;
-  return applied;
+  const consensus::LogIndex index = pinned->store->applied_index();
+  std::lock_guard lock(mu_);
+  pinned_ = std::move(pinned);
+  return index;
 }
 
 Status ServerStateMachine::Restore(const consensus::SnapshotData& data, consensus::LogIndex index) {
@@ -269,6 +295,10 @@ Status ServerStateMachine::Restore(const consensus::SnapshotData& data, consensu
     if (!snap.ParseFromString(bytes)) return Status(Code::kCorruption, "it does not parse" + at);
     membership = snap.membership();
     dump = std::make_unique<kv::StringSnapshotSource>(std::move(*snap.mutable_kv()));
+  }
+  {
+    std::lock_guard lock(mu_);
+    pinned_.reset();  // the state of a snapshot older than this one
   }
   auto installed = store_->InstallSnapshot(*dump);
   if (!installed.ok()) return installed.status();

@@ -33,9 +33,11 @@ class ServerStateMachine final : public runtime::StateMachine {
   consensus::LogIndex AppliedIndex() const override;
   Result<consensus::LogIndex> Snapshot(runtime::SnapshotWriter& out) override;
   Status Restore(const consensus::SnapshotData& data, consensus::LogIndex index) override;
-  // Flushes the store (RocksDB's memtables, written without its log) to its files: the
-  // store's own storage then holds every entry applied before the call. The membership
-  // file is durable already at every change.
+  // Pins the store as it is (kv::Store::Pin) with the membership in force, then flushes it
+  // (RocksDB's memtables, written without its log) to its files: the store's own storage
+  // then holds every entry the pinned state covers. The membership file is durable already
+  // at every change. Snapshot then dumps the pinned state, at the index Persist returned,
+  // until the next Persist or Restore.
   Result<consensus::LogIndex> Persist() override;
 
   serverpb::Membership membership() const;
@@ -47,12 +49,21 @@ class ServerStateMachine final : public runtime::StateMachine {
   serverpb::Outcome ApplyCommand(const consensuspb::Entry& entry);
   void SaveMembership(serverpb::Membership membership);
 
+  // The store and membership of the last Persist, the state of the snapshot the engine holds.
+  struct Pinned {
+    std::shared_ptr<const kv::Store::Pinned> store;
+    serverpb::Membership membership;
+  };
+  // Writes the store's dump (pinned, or as it is now) and the membership that goes with it.
+  Result<consensus::LogIndex> WriteState(runtime::SnapshotWriter& out, const Pinned* pinned);
+
   kv::Store* store_;
   RevisionFeed* revisions_;
   const std::string membership_path_;
   std::function<void(const serverpb::Membership&)> on_membership_;
   mutable std::mutex mu_;  // guards membership_ (read by the services)
   serverpb::Membership membership_;
+  std::shared_ptr<const Pinned> pinned_;  // under mu_
 };
 
 // Milliseconds of a monotonic clock: the time leases are measured in on this member.

@@ -70,6 +70,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--snapshot-mid-compaction", base.snapshot_mid_compaction,
                "kv: snapshot while physical compaction is under way (snapshots then differ)");
+  app.add_flag("--deferred-snapshots", base.deferred_snapshots,
+               "kv: snapshots are the store's flush; their state is made when a member needs it");
   app.add_option("--jobs", jobs, "seeds run in parallel")->capture_default_str();
   app.add_option("--planted-bug", bug, "test builds only: run with a planted bug")
       ->capture_default_str();

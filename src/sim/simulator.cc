@@ -111,7 +111,9 @@ struct Node {
   // machine had made durable.
   std::unique_ptr<SimDisk> disk;
   std::unique_ptr<StateMachine> state;
-  LogIndex applied = 0;             // the last entry the engine handed over to apply
+  LogIndex applied = 0;  // the last entry the engine handed over to apply
+  // The engine read a snapshot whose state is not made yet (deferred snapshots).
+  bool snapshot_state_wanted = false;
   std::optional<Ready> persisting;  // a Ready whose fsync is under way
   Term term = 0;
   Term checked_leader_term = 0;
@@ -358,6 +360,7 @@ void Simulation::Crash(Node& n) {
   n.incarnation++;
   n.persisting.reset();
   n.engine.reset();
+  n.snapshot_state_wanted = false;
   n.state->Crash();
   n.writes.clear();
   n.reads.clear();
@@ -579,8 +582,34 @@ void Simulation::ServeReads(Node& n) {
 
 void Simulation::MaybeSnapshot(Node& n) {
   const LogIndex base = n.disk->snapshot_index();
-  if (n.applied < base + static_cast<LogIndex>(opt_.snapshot_every)) return;
+  const bool state_wanted = n.snapshot_state_wanted;
+  if (!state_wanted && n.applied < base + static_cast<LogIndex>(opt_.snapshot_every)) return;
   if (n.state->AppliedIndex() != n.applied) return;  // still replaying what it holds
+  if (opt_.deferred_snapshots && !state_wanted) {
+    // The store makes what it applied durable; the snapshot is its index, term and
+    // membership, and its state is made when the engine reads it (below).
+    if (n.applied == base) return;
+    auto persisted = n.state->Persist();
+    if (!persisted.ok()) {
+      Fail("node " + std::to_string(n.id) +
+           ": the state machine cannot persist its state: " + persisted.status().message());
+      return;
+    }
+    RecordFingerprint(n);  // the state a member installing this snapshot must reach
+    pb::SnapshotMetadata at;
+    at.set_index(persisted.value());
+    consensus::Snapshot snap{at, std::make_shared<const consensus::DeferredSnapshotData>(
+                                     [this, id = n.id] { N(id).snapshot_state_wanted = true; })};
+    auto meta = n.engine->Compact(snap);
+    if (!meta.ok()) return;  // e.g. not yet durable; try again later
+    snap.metadata = meta.value();
+    n.disk->Compact(std::move(snap));
+    return;
+  }
+  // The whole state, as bytes: every snapshot without deferred snapshots, else the state a
+  // member far behind needs (at the index of the snapshot held, the engine takes it as that
+  // snapshot's data; at a later one, as a newer snapshot).
+  n.snapshot_state_wanted = false;
   LogIndex index = 0;
   auto data = n.state->Snapshot(&index);
   if (!data.ok()) {
@@ -593,7 +622,7 @@ void Simulation::MaybeSnapshot(Node& n) {
   at.set_index(index);
   consensus::Snapshot snap = consensus::Snapshot::InMemory(at, std::move(data.value()));
   auto meta = n.engine->Compact(snap);
-  if (!meta.ok()) return;  // e.g. not yet durable; try again later
+  if (!meta.ok()) return;  // e.g. not yet durable, or being sent; the engine asks again
   // The snapshot file is written and fsynced, then the log prefix it covers dropped.
   snap.metadata = meta.value();
   n.disk->Compact(std::move(snap));
@@ -1124,6 +1153,7 @@ SimResult Simulation::Run() {
   if (opt_.keys != SimOptions{}.keys) replay << " --keys " << opt_.keys;
   if (opt_.state_machine != "kv") replay << " --state-machine " << opt_.state_machine;
   if (opt_.snapshot_mid_compaction) replay << " --snapshot-mid-compaction";
+  if (opt_.deferred_snapshots) replay << " --deferred-snapshots";
   if (opt_.planted_bug != PlantedBug::kNone) {
     replay << " --planted-bug " << consensus::PlantedBugName(opt_.planted_bug);
   }
@@ -1138,6 +1168,12 @@ SimResult RunSimulation(const SimOptions& options) {
     SimResult r;
     r.ok = false;
     r.violation = "planted bugs are compiled only into test builds";
+    return r;
+  }
+  if (options.deferred_snapshots && options.state_machine != "kv") {
+    SimResult r;
+    r.ok = false;
+    r.violation = "deferred snapshots need the kv state machine (the toy keeps nothing on disk)";
     return r;
   }
   Simulation sim(options);

@@ -59,6 +59,11 @@ struct SimOptions {
   // kv: let members snapshot while physical compaction is under way, so that two members'
   // snapshots at one index can differ (docs/simulator.md says why that is off by default).
   bool snapshot_mid_compaction = false;
+  // kv: snapshots taken as the node runtime takes them with the server's store: the store
+  // flushes what it applied and the snapshot is its metadata alone (DeferredSnapshotData);
+  // its state is made, at that index or a later one, when the engine reads it for a member
+  // far behind. A store behind such a snapshot after a restart is a violation.
+  bool deferred_snapshots = false;
   consensus::PlantedBug planted_bug = consensus::PlantedBug::kNone;
   bool trace = false;  // print every trace line as it happens
 };

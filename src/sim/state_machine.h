@@ -63,7 +63,14 @@ class StateMachine {
   virtual int64_t Revision() const = 0;
   virtual int64_t CompactRevision() const = 0;
 
-  // A snapshot of the whole state, at the index it covers.
+  // Deferred snapshots (kv): makes everything applied durable and keeps the state as it is
+  // now for Snapshot, as the server's state machine does (runtime::StateMachine::Persist);
+  // returns the index it covers. kUnimplemented where the state is not durable (toy).
+  virtual Result<consensus::LogIndex> Persist() {
+    return Status(Code::kUnimplemented, "this state machine keeps nothing on disk");
+  }
+  // A snapshot of the whole state, at the index it covers: the state kept by the last
+  // Persist, if any (until a crash or an Install), else the state now.
   virtual Result<std::string> Snapshot(consensus::LogIndex* index) = 0;
   // Replaces the whole state with a snapshot (from the leader) covering `index`.
   virtual Status Install(const std::string& data, consensus::LogIndex index) = 0;

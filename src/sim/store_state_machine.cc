@@ -17,9 +17,13 @@ constexpr char kStorePath[] = "/synod-sim/kv";
 StoreStateMachine::StoreStateMachine(const StateMachineOptions& options)
     : options_(options), env_(rocksdb::NewMemEnv(rocksdb::Env::Default())) {}
 
-StoreStateMachine::~StoreStateMachine() { store_.reset(); }  // before the Env it runs on
+StoreStateMachine::~StoreStateMachine() {
+  pinned_.reset();  // before the store it reads
+  store_.reset();   // before the Env it runs on
+}
 
 Status StoreStateMachine::Open(const consensus::Snapshot& kept) {
+  pinned_.reset();
   kv::RocksBackendOptions backend_options;
   backend_options.env = env_.get();
   backend_options.disable_wal = true;  // as the server: the consensus log is the durability point
@@ -36,12 +40,23 @@ Status StoreStateMachine::Open(const consensus::Snapshot& kept) {
   const consensus::LogIndex snap = kept.metadata.index();
   if (store_->NeedsSnapshot() || store_->AppliedIndex() < snap) {
     if (snap == 0) return Status(Code::kCorruption, "the store needs a snapshot, none is kept");
-    return Install(kept.ReadAll().value(), snap);
+    auto state = kept.ReadAll();
+    if (!state.ok()) {
+      // A deferred snapshot: the store was to hold its state, and the log before it is gone.
+      return Status(Code::kCorruption, "the store (applied " +
+                                           std::to_string(store_->AppliedIndex()) +
+                                           ") is behind the snapshot at " + std::to_string(snap) +
+                                           " whose state it was to hold");
+    }
+    return Install(state.value(), snap);
   }
   return Status::Ok();
 }
 
-void StoreStateMachine::Crash() { store_.reset(); }
+void StoreStateMachine::Crash() {
+  pinned_.reset();  // it reads the store
+  store_.reset();
+}
 
 Result<std::optional<kv::ApplyResult>> StoreStateMachine::Apply(const pb::Entry& entry,
                                                                 uint64_t now_ms) {
@@ -86,19 +101,36 @@ Result<StoreFingerprint> StoreStateMachine::Fingerprint() const {
   return fp;
 }
 
-Result<std::string> StoreStateMachine::Snapshot(consensus::LogIndex* index) {
+Status StoreStateMachine::FinishCompaction() {
   while (!options_.snapshot_mid_compaction && store_->CompactionPending()) {
     auto step = store_->CompactStep(options_.compact_step_entries);
     if (!step.ok()) return step.status();
   }
+  return Status::Ok();
+}
+
+Result<consensus::LogIndex> StoreStateMachine::Persist() {
+  if (Status s = FinishCompaction(); !s.ok()) return s;
+  auto pinned = store_->Pin();
+  if (!pinned.ok()) return pinned.status();
+  if (Status s = store_->Sync(); !s.ok()) return s;
+  pinned_ = std::move(pinned.value());
+  return pinned_->applied_index();
+}
+
+Result<std::string> StoreStateMachine::Snapshot(consensus::LogIndex* index) {
+  if (!pinned_) {
+    if (Status s = FinishCompaction(); !s.ok()) return s;
+  }
   kv::StringSnapshotSink sink;
-  auto info = store_->WriteSnapshot(sink);
+  auto info = store_->WriteSnapshot(sink, pinned_.get());
   if (!info.ok()) return info.status();
   *index = info.value().applied_index;
   return std::move(sink.mutable_data());
 }
 
 Status StoreStateMachine::Install(const std::string& data, consensus::LogIndex index) {
+  pinned_.reset();  // the state of an older snapshot
   kv::StringSnapshotSource source(data);
   auto installed = store_->InstallSnapshot(source);
   if (!installed.ok()) return installed.status();

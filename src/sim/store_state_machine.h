@@ -37,13 +37,18 @@ class StoreStateMachine final : public StateMachine {
   Result<StoreFingerprint> Fingerprint() const override;
   int64_t Revision() const override { return store_->Revision(); }
   int64_t CompactRevision() const override { return store_->CompactRevision(); }
+  Result<consensus::LogIndex> Persist() override;
   Result<std::string> Snapshot(consensus::LogIndex* index) override;
   Status Install(const std::string& data, consensus::LogIndex index) override;
 
  private:
   const StateMachineOptions options_;
   std::unique_ptr<rocksdb::Env> env_;
+  // Physical compaction to the end, unless snapshots may be taken in its middle.
+  Status FinishCompaction();
+
   std::unique_ptr<kv::Store> store_;
+  std::shared_ptr<const kv::Store::Pinned> pinned_;  // the last Persist's state; before store_ goes
 };
 
 }  // namespace synod::sim

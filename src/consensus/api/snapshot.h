@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -43,6 +44,27 @@ class InMemorySnapshotData final : public SnapshotData {
 
  private:
   std::string bytes_;
+};
+
+// The data of a snapshot whose state the state machine holds durably itself (the server's
+// store: runtime/node.h), not in bytes: they are made only when a member needs them. Until
+// then every read fails (kUnavailable: the engine sends nothing and reads again at its next
+// heartbeat) and calls `wanted`, which asks the caller to make them: a snapshot at this
+// index or a later one, given to Compact.
+class DeferredSnapshotData final : public SnapshotData {
+ public:
+  explicit DeferredSnapshotData(std::function<void()> wanted) : wanted_(std::move(wanted)) {}
+  uint64_t size() const override { return 0; }
+  Status ReadAt(uint64_t, uint64_t, std::string*) const override {
+    if (wanted_) wanted_();
+    return Status(Code::kUnavailable, "the snapshot's state is being made");
+  }
+  static bool Is(const SnapshotData& data) {
+    return dynamic_cast<const DeferredSnapshotData*>(&data) != nullptr;
+  }
+
+ private:
+  const std::function<void()> wanted_;
 };
 
 inline std::shared_ptr<const SnapshotData> EmptySnapshotData() {

@@ -160,18 +160,8 @@ TEST(RaftSnapshot, ARestartedLeaderSendsTheSnapshotItRestartedFrom) {
   EXPECT_EQ(c.CommitOf(3), c.CommitOf(1));
 }
 
-// The data of a snapshot whose state is not made yet (the node runtime makes it only when
-// a member needs it): every read fails, and is counted.
-class StateNotMadeYet final : public SnapshotData {
- public:
-  uint64_t size() const override { return 0; }
-  Status ReadAt(uint64_t, uint64_t, std::string*) const override {
-    ++reads;
-    return Status(Code::kUnavailable, "not made yet");
-  }
-  mutable int reads = 0;
-};
-
+// A snapshot whose state is not made yet (DeferredSnapshotData: the node runtime makes it
+// only when a member needs it) is not sent until Compact gives the same snapshot its state.
 TEST(RaftSnapshot, ASnapshotWhoseStateCannotBeReadIsSentOnceCompactGivesItsState) {
   Cluster c(3, SmallChunks);
   c.ElectLeader(1);
@@ -180,14 +170,16 @@ TEST(RaftSnapshot, ASnapshotWhoseStateCannotBeReadIsSentOnceCompactGivesItsState
   const std::string state = ProposeValues(c, 1, 20);
   pb::SnapshotMetadata at;
   at.set_index(c.node(1).applied);
-  auto not_made = std::make_shared<StateNotMadeYet>();
-  ASSERT_TRUE(c.raft(1).Compact(Snapshot{at, not_made}).ok());
+  int reads = 0;  // of the data not made yet
+  ASSERT_TRUE(c.raft(1)
+                  .Compact(Snapshot{at, std::make_shared<DeferredSnapshotData>([&] { ++reads; })})
+                  .ok());
 
   c.Heal();
   c.ClearSent();
   c.TickAll(3);
   EXPECT_TRUE(c.Sent(pb::MSG_SNAPSHOT, 1, 3).empty()) << "nothing of an unreadable state is sent";
-  EXPECT_GE(not_made->reads, 2) << "asked again at the heartbeats";
+  EXPECT_GE(reads, 2) << "asked again at the heartbeats";
   EXPECT_EQ(c.CommitOf(3), behind);
 
   // The same snapshot with its state: only the data changes.
