@@ -139,6 +139,32 @@ class Cluster {
     return false;
   }
 
+  // Waits until member `id`'s newest snapshot file is one without state (the snapshot thread
+  // may still be writing it); true if it is.
+  bool WaitForSnapshotWithoutState(NodeId id) {
+    for (int i = 0; i < 200; ++i) {
+      auto latest = LoadLatestSnapshot(DataDir(id) + "/snap");
+      if (latest.ok() && latest.value().metadata.index() > 0 &&
+          DeferredSnapshotData::Is(*latest.value().data)) {
+        return true;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+
+  // Stops every member, starts them again and puts one more command: every member must then
+  // hold `before` and that command, in order.
+  void ExpectEveryCommandAfterRestartingAll(std::vector<std::string> before) {
+    for (NodeId id : voters_) Stop(id);
+    for (NodeId id : voters_) Start(id);
+    ASSERT_NE(WaitForLeader(), 0u);
+    Put("after-restart");
+    ASSERT_TRUE(WaitApplied(before.size() + 1));
+    before.push_back("after-restart");
+    for (NodeId id : voters_) EXPECT_EQ(state(id).Commands(), before) << "member " << id;
+  }
+
   Node& node(NodeId id) { return *nodes_.at(id); }
   MemoryTransport& transport() { return transport_; }
   RecordingStateMachine& state(NodeId id) { return *state_.at(id); }
@@ -191,14 +217,7 @@ TEST(Node, AClusterRestartedFromItsDisksHasEveryAcknowledgedCommand) {
   Cluster c(3);
   ASSERT_NE(c.WaitForLeader(), 0u);
   for (const auto& cmd : Numbered("a", 0, 30)) c.Put(cmd);
-  for (NodeId id : {1, 2, 3}) c.Stop(id);
-  for (NodeId id : {1, 2, 3}) c.Start(id);
-  ASSERT_NE(c.WaitForLeader(), 0u);
-  c.Put("after-restart");
-  ASSERT_TRUE(c.WaitApplied(31));
-  auto expected = Numbered("a", 0, 30);
-  expected.push_back("after-restart");
-  for (NodeId id : {1, 2, 3}) EXPECT_EQ(c.state(id).Commands(), expected) << "member " << id;
+  c.ExpectEveryCommandAfterRestartingAll(Numbered("a", 0, 30));
 }
 
 TEST(Node, AMemberFarBehindCatchesUpByASnapshot) {
@@ -221,15 +240,8 @@ TEST(Node, MembersRestartedFromTheirSnapshotFilesHaveEveryCommand) {
   ASSERT_NE(c.WaitForLeader(), 0u);
   for (const auto& cmd : Numbered("s", 0, 50)) c.Put(cmd);
   ASSERT_TRUE(c.WaitApplied(50));
-  for (NodeId id : {1, 2, 3}) c.Stop(id);
-  for (NodeId id : {1, 2, 3}) c.Start(id);
-  ASSERT_NE(c.WaitForLeader(), 0u);
-  c.Put("after-restart");
-  ASSERT_TRUE(c.WaitApplied(51));
-  auto expected = Numbered("s", 0, 50);
-  expected.push_back("after-restart");
+  c.ExpectEveryCommandAfterRestartingAll(Numbered("s", 0, 50));
   for (NodeId id : {1, 2, 3}) {
-    EXPECT_EQ(c.state(id).Commands(), expected) << "member " << id;
     EXPECT_GE(c.state(id).restored(), 1) << "member " << id << " did not load its snapshot";
   }
 }
@@ -243,25 +255,11 @@ TEST(Node, AStateMachineThatPersistsItsStateTakesSnapshotsWithoutWritingIt) {
   ASSERT_TRUE(c.WaitApplied(50));
   for (NodeId id : {1, 2, 3}) {
     EXPECT_GE(c.state(id).persisted(), 1) << "member " << id;
-    // The snapshot thread may still be writing the file: wait for one.
-    bool deferred = false;
-    for (int i = 0; i < 200 && !deferred; ++i) {
-      auto latest = LoadLatestSnapshot(c.DataDir(id) + "/snap");
-      deferred = latest.ok() && latest.value().metadata.index() > 0 &&
-                 DeferredSnapshotData::Is(*latest.value().data);
-      if (!deferred) std::this_thread::sleep_for(10ms);
-    }
-    EXPECT_TRUE(deferred) << "member " << id << ": its newest snapshot file holds the state";
+    EXPECT_TRUE(c.WaitForSnapshotWithoutState(id))
+        << "member " << id << ": its newest snapshot file holds the state";
   }
-  for (NodeId id : {1, 2, 3}) c.Stop(id);
-  for (NodeId id : {1, 2, 3}) c.Start(id);
-  ASSERT_NE(c.WaitForLeader(), 0u);
-  c.Put("after-restart");
-  ASSERT_TRUE(c.WaitApplied(51));
-  auto expected = Numbered("p", 0, 50);
-  expected.push_back("after-restart");
+  c.ExpectEveryCommandAfterRestartingAll(Numbered("p", 0, 50));
   for (NodeId id : {1, 2, 3}) {
-    EXPECT_EQ(c.state(id).Commands(), expected) << "member " << id;
     EXPECT_EQ(c.state(id).restored(), 0) << "member " << id << " needed no snapshot's state";
   }
 }
@@ -296,14 +294,7 @@ TEST(Node, AMemberWhoseStateMachineLostItsStorageRefusesToStart) {
   ASSERT_NE(c.WaitForLeader(), 0u);
   for (const auto& cmd : Numbered("p", 0, 50)) c.Put(cmd);
   ASSERT_TRUE(c.WaitApplied(50));
-  bool deferred = false;
-  for (int i = 0; i < 200 && !deferred; ++i) {
-    auto latest = LoadLatestSnapshot(c.DataDir(2) + "/snap");
-    deferred = latest.ok() && latest.value().metadata.index() > 0 &&
-               DeferredSnapshotData::Is(*latest.value().data);
-    if (!deferred) std::this_thread::sleep_for(10ms);
-  }
-  ASSERT_TRUE(deferred);
+  ASSERT_TRUE(c.WaitForSnapshotWithoutState(2));
   c.Stop(2);
   fs::remove(c.StatePath(2));
   Status s = c.TryStart(2);

@@ -215,6 +215,8 @@ class Simulation {
   void ApplyCommitted(Node& n, const std::vector<pb::Entry>& entries);
   void ServeReads(Node& n);
   void MaybeSnapshot(Node& n);
+  // Gives the engine a snapshot at `index` with `data`, and the disk the snapshot it returns.
+  void CompactTo(Node& n, LogIndex index, std::shared_ptr<const consensus::SnapshotData> data);
   void ObserveRole(Node& n, const Ready& rd);
   std::optional<NodeId> Leader();
   std::string DescribeNode(Node& n);
@@ -596,19 +598,14 @@ void Simulation::MaybeSnapshot(Node& n) {
       return;
     }
     RecordFingerprint(n);  // the state a member installing this snapshot must reach
-    pb::SnapshotMetadata at;
-    at.set_index(persisted.value());
-    consensus::Snapshot snap{at, std::make_shared<const consensus::DeferredSnapshotData>(
-                                     [this, id = n.id] { N(id).snapshot_state_wanted = true; })};
-    auto meta = n.engine->Compact(snap);
-    if (!meta.ok()) return;  // e.g. not yet durable; try again later
-    snap.metadata = meta.value();
-    n.disk->Compact(std::move(snap));
+    CompactTo(n, persisted.value(),
+              std::make_shared<const consensus::DeferredSnapshotData>(
+                  [this, id = n.id] { N(id).snapshot_state_wanted = true; }));
     return;
   }
   // The whole state, as bytes: every snapshot without deferred snapshots, else the state a
-  // member far behind needs (at the index of the snapshot held, the engine takes it as that
-  // snapshot's data; at a later one, as a newer snapshot).
+  // member far behind needs (the pinned state: the engine takes it as the data of the
+  // snapshot it holds; after a restart, the state now, as a newer snapshot).
   n.snapshot_state_wanted = false;
   LogIndex index = 0;
   auto data = n.state->Snapshot(&index);
@@ -618,9 +615,15 @@ void Simulation::MaybeSnapshot(Node& n) {
     return;
   }
   RecordFingerprint(n);  // the state a member installing this snapshot must reach
+  CompactTo(n, index,
+            std::make_shared<const consensus::InMemorySnapshotData>(std::move(data.value())));
+}
+
+void Simulation::CompactTo(Node& n, LogIndex index,
+                           std::shared_ptr<const consensus::SnapshotData> data) {
   pb::SnapshotMetadata at;
   at.set_index(index);
-  consensus::Snapshot snap = consensus::Snapshot::InMemory(at, std::move(data.value()));
+  consensus::Snapshot snap{at, std::move(data)};
   auto meta = n.engine->Compact(snap);
   if (!meta.ok()) return;  // e.g. not yet durable, or being sent; the engine asks again
   // The snapshot file is written and fsynced, then the log prefix it covers dropped.
