@@ -218,7 +218,7 @@ Result<consensus::LogIndex> ServerStateMachine::WriteState(runtime::SnapshotWrit
   // The store's dump is taken at one backend snapshot while applies go on; the membership
   // is the one in force at that index: read before and after, it must not have changed
   // (membership changes are rare: take the copy again if one slipped in). A pinned state
-  // has its membership with it.
+  // has its membership with it, checked the same way when it was pinned (Persist).
   for (;;) {
     const serverpb::Membership before = pinned ? pinned->membership : membership();
     SnapshotWriterSink sink(out);
