@@ -287,7 +287,6 @@ class Store {
 class Store::Pinned {
  public:
   uint64_t applied_index() const { return applied_index_; }
-  int64_t revision() const { return revision_; }
 
  private:
   friend class Store;
