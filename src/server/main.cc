@@ -216,6 +216,10 @@ int main(int argc, char** argv) {
   app.add_option("--snapshot-count", config.snapshot_count,
                  "Number of committed transactions to trigger a snapshot to disk")
       ->envname("ETCD_SNAPSHOT_COUNT");
+  app.add_option("--experimental-snapshot-catchup-entries", config.snapshot_catchup_entries,
+                 "Entries kept before the newest snapshot, from which a follower a little "
+                 "behind catches up instead of receiving the snapshot (Raft)")
+      ->envname("ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES");
   app.add_option("--quota-backend-bytes", config.quota_backend_bytes,
                  "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB)")
       ->envname("ETCD_QUOTA_BACKEND_BYTES");

@@ -186,6 +186,7 @@ Status Server::Open() {
       static_cast<int>(config_.election_timeout_ms / config_.heartbeat_interval_ms);
   nopts.raft.heartbeat_ticks = 1;
   nopts.snapshot_entries = config_.snapshot_count;
+  nopts.raft.catchup_entries = config_.snapshot_catchup_entries;
   if (Status s = runtime::Node::Start(nopts, state_.get(), transport_.get(), &node_); !s.ok())
     return s;
   node_ptr_.store(node_.get());

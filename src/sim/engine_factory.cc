@@ -63,6 +63,10 @@ EngineFactory MakeEngineFactory(const std::string& engine,
   base.msg_bytes_max = features.Between(1, 8) * 32;
   base.inflight_msgs_max = 4;
   base.snapshot_chunk_bytes = 64;
+  // Half the runs keep a few entries before each snapshot: followers a little behind
+  // then catch up from the log, the others from the snapshot. (Drawn last: the draws
+  // above stay what they were for every seed.)
+  base.catchup_entries = features.Chance(0.5) ? features.Between(1, 20) : 0;
 #ifdef SYNOD_PLANTED_BUGS
   base.planted_bug = bug;
 #endif

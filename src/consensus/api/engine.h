@@ -119,7 +119,8 @@ struct EngineStatus {
   NodeId leader = kNoNode;
   LogIndex commit = 0;
   LogIndex applied = 0;
-  LogIndex first_index = 0;  // first index still in the log (after the snapshot)
+  LogIndex first_index =
+      0;  // first index still in the log (Raft keeps catch-up entries before its snapshot)
   LogIndex last_index = 0;
   pb::ConfState conf_state;
   std::map<NodeId, PeerStatus> peers;  // leader only
@@ -137,8 +138,9 @@ class Engine {
   virtual Status ReadIndex(uint64_t request_id) = 0;
   virtual Status TransferLeader(NodeId target) = 0;
   // The application has a snapshot of its state at snapshot.metadata.index (which it
-  // has applied): the log before it may be discarded, and the snapshot is sent to
-  // members too far behind. The engine completes the metadata (term, membership) and
+  // has applied): the log before it may be discarded (Raft keeps its last
+  // Config::catchup_entries in memory for members a little behind), and the snapshot is
+  // sent to members too far behind. The engine completes the metadata (term, membership) and
   // returns it: the caller stores it with the snapshot's data.
   // At the index of the snapshot held, Compact replaces only its data (a snapshot whose
   // data could not be read, now made; ReplaceSnapshotData), unless some of it was sent.

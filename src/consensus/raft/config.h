@@ -37,6 +37,12 @@ struct Config {
   uint64_t apply_bytes_max = 64 << 20;        // committed entry bytes per Ready
   // A learner is promoted only once it is within this many entries of the leader.
   uint64_t learner_catchup_entries_max = 1000;
+  // Compact keeps this many entries before the snapshot's index in the log, so that a
+  // follower only a little behind (restarted, or briefly cut off, just as the leader
+  // compacted) catches up from the log instead of receiving the whole snapshot. The
+  // entries are kept in memory only: after a restart the log starts at the snapshot.
+  // (etcd keeps 5000.)
+  uint64_t catchup_entries = 0;
 
   // Seed of the election-jitter generator: randomness only from here.
   uint64_t seed = 1;

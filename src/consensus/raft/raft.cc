@@ -329,10 +329,11 @@ EngineStatus Raft::GetStatus() const {
 
 Result<pb::SnapshotMetadata> Raft::Compact(Snapshot snapshot) {
   const LogIndex index = snapshot.metadata.index();
-  if (index == log_.SnapshotIndex()) {
+  const LogIndex held = latest_snapshot_.metadata.index();
+  if (index == held) {
     return ReplaceSnapshotData(latest_snapshot_, latest_snapshot_sent_, std::move(snapshot));
   }
-  if (index < log_.SnapshotIndex()) {
+  if (index < held) {
     return Status(Code::kInvalidArgument,
                   "snapshot index " + std::to_string(index) + " is not past the current snapshot");
   }
@@ -347,7 +348,9 @@ Result<pb::SnapshotMetadata> Raft::Compact(Snapshot snapshot) {
   }
   snapshot.metadata.set_term(*log_.TermAt(index));
   *snapshot.metadata.mutable_conf_state() = conf;
-  log_.CompactTo(index);
+  // The log keeps its last catchup_entries before the snapshot for followers a little
+  // behind; a follower further behind gets the snapshot (SendAppend finds no entry).
+  log_.CompactTo(index - std::min(index, cfg_.catchup_entries));
   snapshot_conf_ = conf;
   std::erase_if(conf_entries_, [&](const auto& p) { return p.first <= index; });
   latest_snapshot_ = std::move(snapshot);

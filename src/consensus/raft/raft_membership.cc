@@ -77,8 +77,10 @@ std::vector<NodeId> Raft::Peers() const {
 }
 
 void Raft::TrackConfEntries(LogIndex from) {
-  const LogIndex start = std::max(
-      {from, log_.FirstIndex(), conf_entries_.empty() ? 0 : conf_entries_.back().first + 1});
+  // Entries at or below the snapshot (the catch-up entries Compact keeps) are in
+  // snapshot_conf_ already.
+  const LogIndex start = std::max({from, log_.FirstIndex(), latest_snapshot_.metadata.index() + 1,
+                                   conf_entries_.empty() ? 0 : conf_entries_.back().first + 1});
   bool changed = false;
   for (LogIndex i = start; i <= log_.LastIndex(); ++i) {
     const pb::Entry& e = log_.At(i);

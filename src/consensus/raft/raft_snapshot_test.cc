@@ -67,6 +67,56 @@ TEST(RaftSnapshot, ALaggingFollowerReceivesTheSnapshotInChunksAndCatchesUp) {
   EXPECT_EQ(c.CommitOf(3), 22u);
 }
 
+// As etcd does, the leader keeps the last entries before its snapshot for a while
+// (Config::catchup_entries): a follower a little behind when the leader compacted
+// catches up from the log, without the whole snapshot; one further behind still gets
+// the snapshot.
+void KeepTen(Config& cfg) { cfg.catchup_entries = 10; }
+
+TEST(RaftSnapshot, AFollowerALittleBehindCatchesUpFromTheEntriesKeptBeforeTheSnapshot) {
+  Cluster c(3, KeepTen);
+  c.ElectLeader(1);
+  std::string state = ProposeValues(c, 1, 15);  // indexes 2..16
+  c.Isolate(3);
+  state += ProposeValues(c, 1, 5);  // 17..21: member 3 misses them
+  ASSERT_EQ(c.CommitOf(1), 21u);
+  ASSERT_EQ(c.CommitOf(3), 16u);
+  ASSERT_TRUE(c.Compact(1).ok());
+  EXPECT_EQ(c.node(1).snapshot.metadata.index(), 21u);
+  EXPECT_EQ(c.GetStatus(1).first_index, 12u) << "ten entries kept before the snapshot";
+
+  c.Heal();
+  c.ClearSent();
+  c.TickAll(3);
+  EXPECT_TRUE(c.Sent(pb::MSG_SNAPSHOT, 1, 3).empty()) << "the log had what member 3 needed";
+  EXPECT_EQ(c.node(3).state, state);
+  EXPECT_EQ(c.CommitOf(3), 21u);
+  EXPECT_EQ(c.node(3).snapshot.metadata.index(), 0u);
+
+  // Compacting again at the snapshot held only replaces its data: the kept entries stay.
+  pb::SnapshotMetadata at;
+  at.set_index(21);
+  ASSERT_TRUE(c.raft(1).Compact(Snapshot::InMemory(at, state)).ok());
+  EXPECT_EQ(c.GetStatus(1).first_index, 12u);
+}
+
+TEST(RaftSnapshot, AFollowerFurtherBehindThanTheKeptEntriesGetsTheSnapshot) {
+  Cluster c(3, KeepTen);
+  c.ElectLeader(1);
+  std::string state = ProposeValues(c, 1, 5);  // 2..6
+  c.Isolate(3);
+  state += ProposeValues(c, 1, 15);  // 7..21
+  ASSERT_TRUE(c.Compact(1).ok());
+  ASSERT_EQ(c.GetStatus(1).first_index, 12u);  // member 3 needs 7 onwards
+
+  c.Heal();
+  c.ClearSent();
+  c.TickAll(3);
+  EXPECT_FALSE(c.Sent(pb::MSG_SNAPSHOT, 1, 3).empty());
+  EXPECT_EQ(c.node(3).snapshot.metadata.index(), 21u);
+  EXPECT_EQ(c.node(3).state, state);
+}
+
 TEST(RaftSnapshot, ALostChunkIsSentAgain) {
   Cluster c(3, SmallChunks);
   c.ElectLeader(1);
