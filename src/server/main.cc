@@ -147,6 +147,15 @@ std::vector<std::string> SplitList(const std::string& s) {
 
 }  // namespace
 
+// For the unsigned flags: CLI11 would wrap a negative value around to 2^64 - 1; etcd
+// refuses it.
+const CLI::Validator kUnsigned(
+    [](const std::string& value) {
+      return value.find('-') == std::string::npos ? std::string()
+                                                  : "must not be negative, not " + value;
+    },
+    "UINT");
+
 int main(int argc, char** argv) {
   // gRPC locks with absl::Mutex, and Debian's absl checks every lock order for
   // deadlocks (a graph update per acquisition): a few percent of all CPU. Off.
@@ -215,17 +224,20 @@ int main(int argc, char** argv) {
       ->envname("ETCD_ELECTION_TIMEOUT");
   app.add_option("--snapshot-count", config.snapshot_count,
                  "Number of committed transactions to trigger a snapshot to disk")
-      ->envname("ETCD_SNAPSHOT_COUNT");
+      ->envname("ETCD_SNAPSHOT_COUNT")
+      ->check(kUnsigned);
   app.add_option("--experimental-snapshot-catchup-entries", config.snapshot_catchup_entries,
                  "Entries kept before the newest snapshot, from which a follower a little "
                  "behind catches up instead of receiving the snapshot (Raft)")
-      ->envname("ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES");
+      ->envname("ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES")
+      ->check(kUnsigned);
   app.add_option("--quota-backend-bytes", config.quota_backend_bytes,
                  "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB)")
       ->envname("ETCD_QUOTA_BACKEND_BYTES");
   app.add_option("--max-request-bytes", config.max_request_bytes,
                  "Maximum client request size in bytes the server will accept")
-      ->envname("ETCD_MAX_REQUEST_BYTES");
+      ->envname("ETCD_MAX_REQUEST_BYTES")
+      ->check(kUnsigned);
   app.add_option("--max-txn-ops", config.max_txn_ops,
                  "Maximum number of operations permitted in a transaction")
       ->envname("ETCD_MAX_TXN_OPS");
@@ -237,7 +249,8 @@ int main(int argc, char** argv) {
   app.add_option("--max-range-bytes", config.max_range_bytes,
                  "synod: the most key and value bytes one Range response may hold (0: no "
                  "bound); a larger Range fails with RESOURCE_EXHAUSTED: paginate with a limit")
-      ->envname("SYNOD_MAX_RANGE_BYTES");
+      ->envname("SYNOD_MAX_RANGE_BYTES")
+      ->check(kUnsigned);
   app.add_flag("--auto-promote-learners", config.auto_promote_learners,
                "synod: promote a learner to voter once it has caught up with the leader")
       ->envname("SYNOD_AUTO_PROMOTE_LEARNERS");

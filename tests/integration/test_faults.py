@@ -432,6 +432,15 @@ class StartupTest(unittest.TestCase):
             self.assertIn("initial-cluster-state", r.stderr + r.stdout)
             self.assertIn("bogus", r.stderr + r.stdout)
 
+    def test_negative_count_rejected(self):
+        # An unsigned flag given a negative number: refused (not wrapped around to 2^64-1).
+        for flag in ("--snapshot-count", "--max-request-bytes"):
+            with tempfile_dir() as tmp:
+                r = self.run_server(flag + "=-1", cwd=tmp)
+                self.assertEqual(r.returncode, 2, flag)
+                self.assertIn(flag.lstrip("-"), r.stderr + r.stdout)
+                self.assertEqual(os.listdir(tmp), [], "a refused start created files")
+
     @synod_only("etcd implements --auto-compaction-retention")
     def test_unsupported_etcd_flag_rejected(self):
         for args in (["--auto-compaction-retention=1"], ["-auto-compaction-retention", "1"],
