@@ -145,8 +145,6 @@ std::vector<std::string> SplitList(const std::string& s) {
   return out;
 }
 
-}  // namespace
-
 // For the unsigned flags: CLI11 would wrap a negative value around to 2^64 - 1; etcd
 // refuses it.
 const CLI::Validator kUnsigned(
@@ -155,6 +153,8 @@ const CLI::Validator kUnsigned(
                                                   : "must not be negative, not " + value;
     },
     "UINT");
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // gRPC locks with absl::Mutex, and Debian's absl checks every lock order for

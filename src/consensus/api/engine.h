@@ -119,8 +119,9 @@ struct EngineStatus {
   NodeId leader = kNoNode;
   LogIndex commit = 0;
   LogIndex applied = 0;
-  LogIndex first_index =
-      0;  // first index still in the log (Raft keeps catch-up entries before its snapshot)
+  // The first index still in the log: after the snapshot, or before it by the catch-up
+  // entries Raft keeps.
+  LogIndex first_index = 0;
   LogIndex last_index = 0;
   pb::ConfState conf_state;
   std::map<NodeId, PeerStatus> peers;  // leader only
