@@ -165,6 +165,25 @@ TEST(Simulator, DeferredSnapshotsFixedSeeds) {
   }
 }
 
+// KNOWN BUG, not fixed yet (docs/simulator.md, "Known bugs"): Multi-Paxos with deferred
+// snapshots stops making progress in about 0.5% of seeds (these 4 of 800 from 760132000,
+// each a liveness stall after restarts; the first was traced, the others not). A member
+// restarts with its store ahead of what its engine knows is chosen (the store flushed
+// entries past the last snapshot before the crash), its snapshot's state is not made
+// (nothing is pinned after a restart), and the only other voter needs that snapshot: the
+// state can be made only at the store's index, which the engine will not compact to
+// before it has chosen that far, and choosing needs the member that waits for the
+// snapshot. Enable once fixed.
+TEST(Simulator, DISABLED_MultiPaxosDeferredSnapshotsAfterARestartStillProgress) {
+  for (uint64_t seed : {760132012u, 760132112u, 760132186u, 760132192u}) {
+    SimOptions o = Options(3, seed, "multi-paxos");
+    o.deferred_snapshots = true;
+    SimResult r = RunSimulation(o);
+    EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.violation << "\n"
+                      << r.trace_tail << "replay: " << r.replay_command;
+  }
+}
+
 // Runs seeds until the planted bug is caught; the catching seed must pass without the
 // bug, so that it is the bug, not the seed, that the checker objects to.
 void ExpectCaught(PlantedBug bug, int nodes, int seeds_max, const std::string& checker,
