@@ -39,9 +39,9 @@ def _catchup_flags(entries):
 class _SnapshotTestCase(ClusterTestCase):
     CLUSTER_SIZE = 3
 
-    def member_state(self, i):
-        """Member i's own keys under snap/ and its revision (a serializable read)."""
-        out = self.cluster.etcdctl_json("get", "snap/", "--prefix", "--consistency=s",
+    def member_state(self, i, prefix="snap/"):
+        """Member i's own keys under `prefix` and its revision (a serializable read)."""
+        out = self.cluster.etcdctl_json("get", prefix, "--prefix", "--consistency=s",
                                         endpoint=self.cluster.members[i].endpoint)
         kvs = {}
         for kv in out.get("kvs", []):
@@ -156,12 +156,11 @@ class CatchUpFromTheLogTest(_SnapshotTestCase):
         c.restart(behind)
         for i in range(self.CLUSTER_SIZE):
             def caught_up():
-                out = c.etcdctl_json("get", "near/", "--prefix", "--consistency=s",
-                                     endpoint=c.members[i].endpoint)
-                return out if int(out["header"]["revision"]) >= revision else None
-            out = wait_until(caught_up, 60, interval=0.3,
+                kvs, rev = self.member_state(i, "near/")
+                return (kvs, rev) if rev >= revision else None
+            kvs, _ = wait_until(caught_up, 60, interval=0.3,
                              message="member %d at revision %d" % (i, revision))
-            self.assertEqual(len(out.get("kvs", [])), 360, "member %d" % i)
+            self.assertEqual(len(kvs), 360, "member %d" % i)
         # No member needed the state: every snapshot file is a store flush's small file.
         for i in range(self.CLUSTER_SIZE):
             self.assertLess(max(self.snapshot_sizes(i) or [0]), 1024,

@@ -77,9 +77,9 @@ std::vector<NodeId> Raft::Peers() const {
 }
 
 void Raft::TrackConfEntries(LogIndex from) {
-  // Entries at or below the snapshot (the catch-up entries Compact keeps) are in
-  // snapshot_conf_ already.
-  const LogIndex start = std::max({from, log_.FirstIndex(), latest_snapshot_.metadata.index() + 1,
+  // From after the snapshot: entries at or below it (the catch-up entries Compact keeps)
+  // are in snapshot_conf_ already. (The log never starts after the snapshot.)
+  const LogIndex start = std::max({from, latest_snapshot_.metadata.index() + 1,
                                    conf_entries_.empty() ? 0 : conf_entries_.back().first + 1});
   bool changed = false;
   for (LogIndex i = start; i <= log_.LastIndex(); ++i) {
