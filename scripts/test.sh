@@ -34,10 +34,6 @@ for engine in $(build/src/sim/synod-sim --list-engines); do
     build/src/sim/synod-sim --engine "$engine" --nodes "$nodes" --seeds "$SIM_SEEDS" \
       --first-seed "$FIRST_SEED" --faults all --jobs "$JOBS"
     # Snapshots as the server takes them: the store's flush, the state made on demand.
-    # Multi-Paxos has a known liveness bug in that mode (about 0.5% of seeds; sim_test's
-    # DISABLED_MultiPaxosDeferredSnapshotsAfterARestartStillProgress, docs/simulator.md):
-    # its random batch is off until it is fixed (its fixed seeds still run in sim_test).
-    if [[ $engine == multi-paxos ]]; then continue; fi
     step "simulator: $engine, $nodes nodes, deferred snapshots, $(( SIM_SEEDS / 2 )) random seeds from $FIRST_SEED"
     build/src/sim/synod-sim --engine "$engine" --nodes "$nodes" --seeds "$(( SIM_SEEDS / 2 ))" \
       --first-seed "$FIRST_SEED" --faults all --jobs "$JOBS" --deferred-snapshots

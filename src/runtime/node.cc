@@ -86,6 +86,7 @@ Status Node::Open() {
     }
     if (Status s = state_->Restore(*durable.snapshot.data, snap_index); !s.ok()) return s;
   }
+  consensus::RaiseCommitToApplied(durable, state_->AppliedIndex());
   snapshot_index_ = snap_index;
   options_.raft.id = options_.id;
   options_.raft.seed ^=

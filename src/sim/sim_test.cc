@@ -165,16 +165,15 @@ TEST(Simulator, DeferredSnapshotsFixedSeeds) {
   }
 }
 
-// KNOWN BUG, not fixed yet (docs/simulator.md, "Known bugs"): Multi-Paxos with deferred
-// snapshots stops making progress in about 0.5% of seeds (these 4 of 800 from 760132000,
-// each a liveness stall after restarts; the first was traced, the others not). A member
-// restarts with its store ahead of what its engine knows is chosen (the store flushed
-// entries past the last snapshot before the crash), its snapshot's state is not made
-// (nothing is pinned after a restart), and the only other voter needs that snapshot: the
-// state can be made only at the store's index, which the engine will not compact to
-// before it has chosen that far, and choosing needs the member that waits for the
-// snapshot. Enable once fixed.
-TEST(Simulator, DISABLED_MultiPaxosDeferredSnapshotsAfterARestartStillProgress) {
+// Regression seeds (Multi-Paxos, deferred snapshots; 4 of 800 from 760132000 stalled): a
+// member restarted with its store ahead of its durable chosen index (the store had flushed
+// entries past its last snapshot; the chosen index is written without an fsync), its
+// snapshot's state could not be made (nothing is pinned after a restart), and the only
+// other voter needed that snapshot. The state can be made only at the store's index, and
+// the engine would not compact beyond what it knew was chosen — which needed the member
+// waiting for the snapshot. Fixed by starting the engine with the store's applied index
+// as chosen (RaiseCommitToApplied).
+TEST(Simulator, MultiPaxosDeferredSnapshotsAfterARestartStillProgress) {
   for (uint64_t seed : {760132012u, 760132112u, 760132186u, 760132192u}) {
     SimOptions o = Options(3, seed, "multi-paxos");
     o.deferred_snapshots = true;

@@ -318,15 +318,17 @@ void Simulation::StartNode(Node& n) {
     Fail("node " + std::to_string(n.id) + ": " + durable.status().message());
     return;
   }
-  n.engine = factory_(n.id, durable.value(), n.incarnation);
-  n.applied = n.disk->snapshot_index();
-  n.term = n.disk->hard_state().term();
-  n.up = true;
   OpenStateMachine(n);
   if (!result_.ok) {
     n.up = false;
     return;
   }
+  // As the node runtime does: what the state machine applied is committed.
+  consensus::RaiseCommitToApplied(durable.value(), n.state->AppliedIndex());
+  n.engine = factory_(n.id, durable.value(), n.incarnation);
+  n.applied = n.disk->snapshot_index();
+  n.term = n.disk->hard_state().term();
+  n.up = true;
   Event* tick = NewEvent(static_cast<int64_t>(rng_.Below(opt_.tick_ms * kMs)), EventKind::kTick);
   tick->node = n.id;
   tick->incarnation = n.incarnation;

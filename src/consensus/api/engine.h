@@ -36,6 +36,7 @@
 // written once.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -102,6 +103,20 @@ struct DurableState {
   Snapshot snapshot;               // latest snapshot (metadata, and data for followers)
   std::vector<pb::Entry> entries;  // the log after snapshot.metadata().index, in order
 };
+
+// At a restart, raises the durable commit index to what the state machine applied. The
+// commit index is written without waiting for an fsync (OnlyCommitAdvanced), so it may lag
+// the state machine, which applies only committed entries, each durable in the log first
+// and never replaced there once committed. An engine that knew less than its state
+// machine holds could not compact at the state machine's index — the only index at which
+// a snapshot's state can be made after a restart — and a member waiting for that snapshot
+// could wait for ever.
+inline void RaiseCommitToApplied(DurableState& durable, LogIndex state_applied) {
+  const LogIndex last =
+      durable.entries.empty() ? durable.snapshot.metadata.index() : durable.entries.back().index();
+  const LogIndex committed = std::min(state_applied, last);
+  if (committed > durable.hard_state.commit()) durable.hard_state.set_commit(committed);
+}
 
 // A member's replication progress, as seen by the leader.
 struct PeerStatus {

@@ -747,5 +747,39 @@ TEST(Paxos, AClusterRestartedFromItsDisksKeepsEveryChosenValue) {
   EXPECT_EQ(data[5], "after");
 }
 
+// The chosen index is written without waiting for an fsync, so a member's state machine
+// may have applied (and flushed) more than its durable chosen index says. Restarted with
+// the index the state machine reached (RaiseCommitToApplied), the engine can compact
+// there, the only index at which the state of a snapshot can be made after a restart.
+TEST(Paxos, ARestartedMemberCompactsAtTheIndexItsStateMachineReached) {
+  const Ballot b = MakeBallot(1, 1);
+  DurableState durable;
+  for (NodeId v : {1, 2, 3}) durable.snapshot.metadata.mutable_conf_state()->add_voters(v);
+  for (LogIndex i = 1; i <= 6; ++i) durable.entries.push_back(Value(i, b, b, "v"));
+  durable.hard_state.set_term(b);
+  durable.hard_state.set_commit(2);
+  auto compact_after_replay = [](DurableState d) {
+    Config cfg;
+    cfg.id = 2;
+    Paxos p(cfg, d);
+    Ready rd = p.TakeReady();
+    const LogIndex replayed =
+        rd.committed_entries.empty() ? 0 : rd.committed_entries.back().index();
+    p.Advance(rd);
+    pb::SnapshotMetadata at;
+    at.set_index(5);
+    return std::make_pair(replayed, p.Compact(Snapshot::InMemory(at, "state at 5")).ok());
+  };
+  EXPECT_EQ(compact_after_replay(durable), std::make_pair(LogIndex{2}, false));
+  RaiseCommitToApplied(durable, 5);
+  EXPECT_EQ(durable.hard_state.commit(), 5u);
+  EXPECT_EQ(compact_after_replay(durable), std::make_pair(LogIndex{5}, true));
+  // Never beyond the log, never lowered.
+  RaiseCommitToApplied(durable, 9);
+  EXPECT_EQ(durable.hard_state.commit(), 6u);
+  RaiseCommitToApplied(durable, 3);
+  EXPECT_EQ(durable.hard_state.commit(), 6u);
+}
+
 }  // namespace
 }  // namespace synod::consensus::paxos
