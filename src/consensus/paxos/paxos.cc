@@ -22,7 +22,7 @@ Paxos::Paxos(const Config& config, const DurableState& durable)
   round_seen_ = RoundOf(promised_);
   latest_snapshot_ = durable.snapshot;
   if (!latest_snapshot_.data) latest_snapshot_.data = EmptySnapshotData();
-  snapshot_conf_ = durable.snapshot.metadata.conf_state();
+  RestoreSnapshotConf(durable.snapshot.metadata);
   for (LogIndex i = log_.FirstIndex(); i <= log_.LastIndex(); ++i) TrackConfEntry(log_.At(i));
   accepted_through_ = log_.Committed();
   ExtendAcceptedThrough();
@@ -226,10 +226,13 @@ EngineStatus Paxos::GetStatus() const {
 }
 
 // ---------------------------------------------------------------------------------
-// Compaction. A snapshot at slot i stands for every chosen value up to i, and its
-// metadata carries the configuration that governs slot i + 1. That is one
-// configuration only if every configuration entry up to i is already in force at
-// i + 1 (i.e. was chosen at least alpha slots before): otherwise compaction waits.
+// Compaction. A snapshot at slot i stands for every chosen value up to i. Its metadata
+// carries the configuration that governs slot i + 1 and, since a configuration entry
+// takes effect only alpha slots after it, every configuration entry up to i not yet in
+// force at i + 1, with its slot: with them, the configuration of every later slot is
+// known without the log. (A snapshot cannot wait for those changes to be in force: after
+// a restart the state can be made only at the store's index, and a member that needs a
+// snapshot may be the one whose acceptances would take the log past the window.)
 
 Result<pb::SnapshotMetadata> Paxos::Compact(Snapshot snapshot) {
   const LogIndex index = snapshot.metadata.index();
@@ -244,18 +247,22 @@ Result<pb::SnapshotMetadata> Paxos::Compact(Snapshot snapshot) {
     return Status(Code::kInvalidArgument,
                   "snapshot index " + std::to_string(index) + " is beyond the applied index");
   }
-  for (const auto& [slot, cc] : conf_changes_) {
-    if (slot <= index && slot + cfg_.window_slots_max >= index + 1) {
-      return Status(Code::kUnavailable, "a configuration change at slot " + std::to_string(slot) +
-                                            " is not yet in force; compact later");
-    }
-  }
   const pb::ConfState conf = ConfAt(index + 1);
-  snapshot.metadata.set_term(*log_.TermAt(index));
-  *snapshot.metadata.mutable_conf_state() = conf;
+  pb::SnapshotMetadata& meta = snapshot.metadata;
+  meta.set_term(*log_.TermAt(index));
+  *meta.mutable_conf_state() = conf;
+  meta.clear_pending_conf_changes();
+  for (const auto& [slot, cc] : conf_changes_) {
+    if (slot > index) break;
+    if (InForceAt(slot, index + 1)) continue;
+    pb::PendingConfChange* pending = meta.add_pending_conf_changes();
+    pending->set_index(slot);
+    *pending->mutable_change() = cc;
+  }
   log_.CompactTo(index);
   snapshot_conf_ = conf;
-  std::erase_if(conf_changes_, [&](const auto& p) { return p.first <= index; });
+  // The changes folded into snapshot_conf_ are forgotten; the pending ones stay.
+  std::erase_if(conf_changes_, [&](const auto& p) { return InForceAt(p.first, index + 1); });
   latest_snapshot_ = std::move(snapshot);
   latest_snapshot_sent_ = false;
   if (!latest_snapshot_.data) latest_snapshot_.data = EmptySnapshotData();

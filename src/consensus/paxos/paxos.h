@@ -130,8 +130,11 @@ class Paxos final : public Engine {
   LogIndex MatchOf(NodeId id) const;
 
   // paxos_membership.cc
+  bool InForceAt(LogIndex change_slot, LogIndex slot) const;  // a change chosen at change_slot
   pb::ConfState ConfAt(LogIndex slot) const;  // the configuration that governs `slot`
-  pb::ConfState LatestConf() const;           // after every configuration entry in the log
+  // The configuration a snapshot carries: at its index, and the changes pending there.
+  void RestoreSnapshotConf(const pb::SnapshotMetadata& meta);
+  pb::ConfState LatestConf() const;  // after every configuration entry in the log
   std::vector<VoterSet> VoterSetsOver(LogIndex lo, LogIndex hi) const;
   bool QuorumInEach(const std::vector<VoterSet>& sets,
                     const std::function<bool(NodeId)>& acked) const;
@@ -202,8 +205,9 @@ class Paxos final : public Engine {
   // registered until then (not one round per read).
   bool read_heartbeat_pending_ = false;
 
-  // Membership: the configuration at the snapshot, and each configuration entry in the
-  // log by slot (chosen or not; only chosen ones govern slots a leader proposes).
+  // Membership: the configuration that governs the slot after the snapshot, and each
+  // configuration entry by slot — in the log (chosen or not; only chosen ones govern slots
+  // a leader proposes), or covered by the snapshot but not yet in force after it.
   pb::ConfState snapshot_conf_;
   std::map<LogIndex, pb::ConfChange> conf_changes_;
 

@@ -228,8 +228,7 @@ void Paxos::HandleSnapshot(const pb::Message& m) {
   incoming_snapshot_data_.clear();
   incoming_snapshot_meta_.Clear();
   if (meta.index() > log_.SnapshotIndex()) log_.Restore(meta);
-  snapshot_conf_ = meta.conf_state();
-  std::erase_if(conf_changes_, [&](const auto& p) { return p.first <= meta.index(); });
+  RestoreSnapshotConf(meta);
   latest_snapshot_ = snap;  // shares the data
   latest_snapshot_sent_ = false;
   snapshot_to_install_ = std::move(snap);

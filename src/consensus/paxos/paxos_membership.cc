@@ -56,13 +56,25 @@ pb::ConfState ApplyConfChange(pb::ConfState conf, const pb::ConfChange& cc) {
   return conf;
 }
 
+bool Paxos::InForceAt(LogIndex change_slot, LogIndex slot) const {
+  return change_slot + cfg_.window_slots_max < slot;
+}
+
 pb::ConfState Paxos::ConfAt(LogIndex slot) const {
   pb::ConfState conf = snapshot_conf_;
   for (const auto& [at, cc] : conf_changes_) {
-    if (at + cfg_.window_slots_max >= slot) break;
+    if (!InForceAt(at, slot)) break;
     conf = ApplyConfChange(std::move(conf), cc);
   }
   return conf;
+}
+
+void Paxos::RestoreSnapshotConf(const pb::SnapshotMetadata& meta) {
+  snapshot_conf_ = meta.conf_state();
+  std::erase_if(conf_changes_, [&](const auto& p) { return p.first <= meta.index(); });
+  for (const pb::PendingConfChange& p : meta.pending_conf_changes()) {
+    conf_changes_[p.index()] = p.change();
+  }
 }
 
 pb::ConfState Paxos::LatestConf() const {

@@ -710,6 +710,63 @@ TEST(Paxos, ARemovedLeaderStepsDownOnceItsRemovalIsInForce) {
 // ---------------------------------------------------------------------------------
 // Leadership transfer: the target runs phase 1 at once.
 
+// A snapshot may be taken between a configuration change and the slot it takes effect
+// at: its metadata carries the change, so every later slot's configuration is still known
+// (at the member that took it, after its restart, and at a member that installs it). It
+// must not wait for the change to be in force: here the slots up to there need an
+// acceptance from the member that needs the snapshot.
+TEST(Paxos, ASnapshotTakenBeforeAChangeIsInForceCarriesTheChange) {
+  const uint64_t alpha = 3;
+  Cluster c(3, [&](Config& cfg) { cfg.window_slots_max = alpha; });
+  c.ElectLeader(1);
+  ASSERT_TRUE(c.Propose(1, "a").ok());
+  c.Stabilize();
+  c.Isolate(3);
+  ASSERT_TRUE(c.Propose(1, "b").ok());
+  c.Stabilize();
+  auto removal = c.ProposeConfChange(1, test::Change(pb::CONF_REMOVE, 2));
+  ASSERT_TRUE(removal.ok()) << removal.status().ToString();
+  const LogIndex at = removal.value().index;
+  // Member 2 accepts the removal but none of the no-ops after it.
+  c.DropIf([&](const pb::Message& m) {
+    return m.type() == pb::MSG_ACCEPT && m.to() == 2 && m.index() >= at;
+  });
+  c.Stabilize();
+  ASSERT_EQ(c.CommitOf(1), at);
+
+  ASSERT_TRUE(c.Compact(1).ok());
+  const pb::SnapshotMetadata meta = c.node(1).snapshot.metadata;
+  ASSERT_EQ(meta.index(), at);
+  EXPECT_EQ(meta.conf_state().voters_size(), 3) << "member 2 still votes at slot " << at + 1;
+  ASSERT_EQ(meta.pending_conf_changes_size(), 1);
+  EXPECT_EQ(meta.pending_conf_changes(0).index(), at);
+  EXPECT_EQ(meta.pending_conf_changes(0).change().node_id(), 2u);
+  EXPECT_EQ(PaxosTestPeer::ConfAt(c.raft(1), at + alpha).voters_size(), 3);
+  EXPECT_EQ(PaxosTestPeer::ConfAt(c.raft(1), at + alpha + 1).voters_size(), 2);
+
+  // The removed member stops; member 3 comes back and can only catch up by the snapshot.
+  c.Heal();
+  c.Crash(2);
+  EXPECT_FALSE(c.Propose(1, "c").ok()) << "the window of slots is full";
+  for (int i = 0; i < 10; ++i) {
+    c.TickAll(1);
+    c.Stabilize();
+  }
+  ASSERT_TRUE(c.Propose(1, "c").ok());
+  c.Stabilize();
+  EXPECT_EQ(c.node(3).snapshot.metadata.index(), at);
+  EXPECT_EQ(AppliedData(c.node(3)).back(), "c");
+  EXPECT_EQ(c.CommitOf(3), c.CommitOf(1));
+  EXPECT_GT(c.CommitOf(1), at + alpha);
+  for (NodeId id : {1, 3}) {
+    c.Crash(id);
+    c.Restart(id);
+    EXPECT_EQ(PaxosTestPeer::ConfAt(c.raft(id), at + alpha).voters_size(), 3) << "member " << id;
+    EXPECT_EQ(PaxosTestPeer::ConfAt(c.raft(id), at + alpha + 1).voters_size(), 2)
+        << "member " << id;
+  }
+}
+
 TEST(Paxos, LeadershipTransferMakesTheTargetRunPhase1AtOnce) {
   Cluster c(3);
   c.ElectLeader(1);

@@ -109,6 +109,16 @@ inline void ApplyConfChange(pb::ConfState* conf, const pb::ConfChange& cc) {
   if (cc.type() == pb::CONF_ADD_LEARNER) insert(conf->mutable_learners(), cc.node_id());
 }
 
+// The membership of a state machine that applied everything up to a snapshot: the
+// configuration after it, with the changes it covers that take effect later.
+inline pb::ConfState MembershipAt(const pb::SnapshotMetadata& meta) {
+  pb::ConfState conf = meta.conf_state();
+  for (const pb::PendingConfChange& p : meta.pending_conf_changes()) {
+    ApplyConfChange(&conf, p.change());
+  }
+  return conf;
+}
+
 inline bool IsFromLeader(const pb::Message& m) {
   return m.type() == pb::MSG_ACCEPT || m.type() == pb::MSG_HEARTBEAT ||
          m.type() == pb::MSG_SNAPSHOT;
@@ -381,7 +391,7 @@ class Cluster {
     if (!meta.ok()) return meta.status();
     EXPECT_EQ(meta.value().index(), n.applied);
     EXPECT_EQ(meta.value().term(), n.DurableEntry(n.applied)->term());
-    EXPECT_EQ(meta.value().conf_state().SerializeAsString(), n.conf.SerializeAsString())
+    EXPECT_EQ(MembershipAt(meta.value()).SerializeAsString(), n.conf.SerializeAsString())
         << "the engine and the state machine disagree on the membership";
     const auto held = n.raft->LatestSnapshot();
     EXPECT_EQ(held.metadata.SerializeAsString(), meta.value().SerializeAsString())
@@ -426,7 +436,7 @@ class Cluster {
     n.raft = std::make_unique<Paxos>(n.config, n.Durable());
     n.up = true;
     n.state = n.snapshot.ReadAll().value();
-    n.conf = n.snapshot.metadata.conf_state();
+    n.conf = MembershipAt(n.snapshot.metadata);
     n.applied = n.snapshot.metadata.index();
     n.read_states.clear();
   }
@@ -489,7 +499,7 @@ class Cluster {
   void Apply(Node& n, const Ready& rd) {
     if (rd.snapshot) {
       n.state = rd.snapshot->ReadAll().value();
-      n.conf = rd.snapshot->metadata.conf_state();
+      n.conf = MembershipAt(rd.snapshot->metadata);
       n.applied = rd.snapshot->metadata.index();
     }
     for (const auto& e : rd.committed_entries) {
