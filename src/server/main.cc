@@ -212,7 +212,8 @@ int main(int argc, char** argv) {
       ->envname("ETCD_INITIAL_CLUSTER");
   app.add_option("--initial-cluster-state", config.initial_cluster_state,
                  "Initial cluster state ('new' or 'existing')")
-      ->envname("ETCD_INITIAL_CLUSTER_STATE");
+      ->envname("ETCD_INITIAL_CLUSTER_STATE")
+      ->check(CLI::IsMember({"new", "existing"}));
   app.add_option("--initial-cluster-token", config.initial_cluster_token,
                  "Initial cluster token for the cluster during bootstrap")
       ->envname("ETCD_INITIAL_CLUSTER_TOKEN");

@@ -428,7 +428,7 @@ class StartupTest(unittest.TestCase):
         with tempfile_dir() as tmp:
             r = self.run_server("--initial-cluster-state=bogus", "--data-dir",
                                 os.path.join(tmp, "d"), cwd=tmp)
-            self.assertNotEqual(r.returncode, 0)
+            self.assertEqual(r.returncode, 2)  # a bad flag, as etcd's flag parser
             self.assertIn("initial-cluster-state", r.stderr + r.stdout)
             self.assertIn("bogus", r.stderr + r.stdout)
 
