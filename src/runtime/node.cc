@@ -89,6 +89,8 @@ Status Node::Open() {
   consensus::RaiseCommitToApplied(durable, state_->AppliedIndex());
   snapshot_index_ = snap_index;
   options_.raft.id = options_.id;
+  // A snapshot from the leader goes into a file as it arrives, not into memory.
+  options_.raft.snapshot_receiver = [dir = SnapshotDir()] { return NewSnapshotFileReceiver(dir); };
   options_.raft.seed ^=
       options_.id * 0x9e3779b97f4a7c15ULL ^
       static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
@@ -109,6 +111,7 @@ Status Node::Open() {
     p.snapshot_chunk_bytes = options_.raft.snapshot_chunk_bytes;
     p.apply_bytes_max = options_.raft.apply_bytes_max;
     p.learner_catchup_entries_max = options_.raft.learner_catchup_entries_max;
+    p.snapshot_receiver = options_.raft.snapshot_receiver;
     p.seed = options_.raft.seed;
     engine_ = std::make_unique<consensus::paxos::Paxos>(p, durable);
   } else {

@@ -288,7 +288,67 @@ Status SnapshotFileWriter::FinishFile(const pb::SnapshotFileTrailer& trailer) {
 
 // ---------------------------------------------------------------------------------
 
+namespace {
+
+// The state of a snapshot received into a file: read in place, until the file is finished.
+class ReceivedSnapshotData final : public consensus::SnapshotData {
+ public:
+  ReceivedSnapshotData(std::shared_ptr<SnapshotFileWriter> writer,
+                       std::shared_ptr<const consensus::SnapshotData> file)
+      : writer_(std::move(writer)), file_(std::move(file)) {}
+  uint64_t size() const override { return file_->size(); }
+  Status ReadAt(uint64_t offset, uint64_t len, std::string* out) const override {
+    return file_->ReadAt(offset, len, out);
+  }
+  SnapshotFileWriter& writer() const { return *writer_; }
+
+ private:
+  const std::shared_ptr<SnapshotFileWriter> writer_;
+  const std::shared_ptr<const consensus::SnapshotData> file_;
+};
+
+class SnapshotFileReceiver final : public consensus::SnapshotReceiver {
+ public:
+  explicit SnapshotFileReceiver(std::string dir) : dir_(std::move(dir)) {}
+  uint64_t size() const override { return size_; }
+  Status Append(std::string_view chunk) override {
+    if (Status s = Open(); !s.ok()) return s;
+    if (Status s = writer_->Write(chunk); !s.ok()) return s;
+    size_ += chunk.size();
+    return Status::Ok();
+  }
+  Result<std::shared_ptr<const consensus::SnapshotData>> Finish() override {
+    if (Status s = Open(); !s.ok()) return s;
+    auto file = writer_->Data();
+    if (!file.ok()) return file.status();
+    return std::shared_ptr<const consensus::SnapshotData>(
+        std::make_shared<const ReceivedSnapshotData>(std::move(writer_), std::move(file.value())));
+  }
+
+ private:
+  Status Open() {
+    if (writer_) return Status::Ok();
+    auto writer = SnapshotFileWriter::Create(dir_);
+    if (!writer.ok()) return writer.status();
+    writer_ = std::move(writer.value());
+    return Status::Ok();
+  }
+
+  const std::string dir_;
+  std::shared_ptr<SnapshotFileWriter> writer_;
+  uint64_t size_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<consensus::SnapshotReceiver> NewSnapshotFileReceiver(std::string dir) {
+  return std::make_unique<SnapshotFileReceiver>(std::move(dir));
+}
+
 Status WriteSnapshotFile(const std::string& dir, const consensus::Snapshot& snapshot) {
+  if (const auto* received = dynamic_cast<const ReceivedSnapshotData*>(snapshot.data.get())) {
+    return received->writer().Finish(snapshot.metadata);
+  }
   auto writer = SnapshotFileWriter::Create(dir);
   if (!writer.ok()) return writer.status();
   const consensus::SnapshotData& data = *snapshot.data;

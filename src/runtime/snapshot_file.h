@@ -110,8 +110,16 @@ class SnapshotFileWriter final : public SnapshotWriter {
 };
 
 // Writes `snapshot` (its metadata and its data, wherever the data lives) as a snapshot file
-// in `dir`. A DeferredSnapshotData is written as such: a file without state.
+// in `dir`. A DeferredSnapshotData is written as such: a file without state. The data of a
+// snapshot received into a file (NewSnapshotFileReceiver) is not copied: that file gets its
+// trailer and its name (once: a received snapshot is persisted once).
 Status WriteSnapshotFile(const std::string& dir, const consensus::Snapshot& snapshot);
+
+// Where a member streams a snapshot it receives from the leader (an engine's
+// SnapshotReceiver): a temporary file in `dir`, written as each chunk arrives, so that a
+// member never holds a received snapshot in memory. Its data reads that file in place; an
+// abandoned transfer removes it.
+std::unique_ptr<consensus::SnapshotReceiver> NewSnapshotFileReceiver(std::string dir);
 
 // The newest snapshot file in `dir`, checked (an empty Snapshot at index 0 if there is
 // none). Its data is read in place (FileSnapshotData); a file of the earlier format is

@@ -2,6 +2,7 @@
 #include "runtime/snapshot_file.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -127,6 +128,58 @@ TEST_F(SnapshotFileTest, UnfinishedSnapshotsLeaveNoFile) {
   EXPECT_TRUE(Files().empty());
   std::ofstream(dir_ / "writing-abc123") << "left by a crash";
   RemoveUnfinishedSnapshotFiles(dir_.string());
+  EXPECT_TRUE(Files().empty());
+}
+
+// A snapshot received from the leader is streamed into a temporary file chunk by chunk;
+// persisting it names that same file (its inode is kept: nothing is copied).
+TEST_F(SnapshotFileTest, AReceivedSnapshotIsWrittenToAFileAsItArrives) {
+  const std::string state = State(3 * 1024 * 1024 + 5);
+  auto receiver = NewSnapshotFileReceiver(dir_.string());
+  for (size_t at = 0; at < state.size(); at += 1 << 20) {
+    ASSERT_TRUE(receiver->Append(std::string_view(state).substr(at, 1 << 20)).ok());
+    EXPECT_EQ(receiver->size(), std::min(state.size(), at + (1 << 20)));
+  }
+  ASSERT_EQ(Files().size(), 1u);
+  const fs::path tmp = dir_ / Files()[0];
+  EXPECT_GE(fs::file_size(tmp), 3u * 1024 * 1024) << "the chunks are on disk, not in memory";
+  auto data = receiver->Finish();
+  ASSERT_TRUE(data.ok()) << data.status().message();
+  ASSERT_EQ(data.value()->size(), state.size());
+  std::string middle;
+  ASSERT_TRUE(data.value()->ReadAt(1000000, 2000000, &middle).ok());
+  EXPECT_EQ(middle, state.substr(1000000, 2000000));
+  struct stat before {};
+  ASSERT_EQ(::stat(tmp.c_str(), &before), 0);
+
+  ASSERT_TRUE(WriteSnapshotFile(dir_.string(), consensus::Snapshot{Meta(42), data.value()}).ok());
+  EXPECT_EQ(Files(), std::vector<std::string>{"000000000000002a.snap"});
+  struct stat after {};
+  ASSERT_EQ(::stat(Path(42).c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino) << "the received file was copied, not named";
+  auto loaded = LoadLatestSnapshot(dir_.string());
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  EXPECT_EQ(loaded.value().metadata.SerializeAsString(), Meta(42).SerializeAsString());
+  EXPECT_EQ(loaded.value().ReadAll().value(), state);
+}
+
+// A transfer given up (another snapshot came, or the member stopped) leaves no file.
+TEST_F(SnapshotFileTest, AnAbandonedReceivedSnapshotLeavesNoFile) {
+  {
+    auto receiver = NewSnapshotFileReceiver(dir_.string());
+    ASSERT_TRUE(receiver->Append(State(2 * 1024 * 1024)).ok());
+    EXPECT_EQ(Files().size(), 1u);
+  }
+  EXPECT_TRUE(Files().empty());
+  // The same once its data is made but never persisted (a snapshot the engine did not
+  // install).
+  {
+    auto receiver = NewSnapshotFileReceiver(dir_.string());
+    ASSERT_TRUE(receiver->Append("some state").ok());
+    auto data = receiver->Finish();
+    ASSERT_TRUE(data.ok());
+    EXPECT_EQ(Files().size(), 1u);
+  }
   EXPECT_TRUE(Files().empty());
 }
 

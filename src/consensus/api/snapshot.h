@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "base/result.h"
 #include "base/status.h"
@@ -65,6 +66,40 @@ class DeferredSnapshotData final : public SnapshotData {
 
  private:
   const std::function<void()> wanted_;
+};
+
+// Where a member puts the state of a snapshot it receives from the leader, one chunk
+// after the other. Where the bytes go is the caller's choice, as for SnapshotData: in
+// memory by default (tests, the simulator), into a snapshot file in the node runtime
+// (runtime/snapshot_file.h), so that a member receiving a snapshot of a large store does
+// not hold the store in memory either.
+class SnapshotReceiver {
+ public:
+  virtual ~SnapshotReceiver() = default;
+  virtual uint64_t size() const = 0;  // bytes received so far
+  // An error (a full disk) abandons the transfer: the leader starts it again.
+  virtual Status Append(std::string_view chunk) = 0;
+  // Every byte received, as the state of the snapshot to install. Called once, last.
+  virtual Result<std::shared_ptr<const SnapshotData>> Finish() = 0;
+};
+
+// A new receiver for each transfer; an empty function means InMemorySnapshotReceiver.
+using SnapshotReceiverFactory = std::function<std::unique_ptr<SnapshotReceiver>()>;
+
+class InMemorySnapshotReceiver final : public SnapshotReceiver {
+ public:
+  uint64_t size() const override { return bytes_.size(); }
+  Status Append(std::string_view chunk) override {
+    bytes_.append(chunk);
+    return Status::Ok();
+  }
+  Result<std::shared_ptr<const SnapshotData>> Finish() override {
+    return std::shared_ptr<const SnapshotData>(
+        std::make_shared<const InMemorySnapshotData>(std::move(bytes_)));
+  }
+
+ private:
+  std::string bytes_;
 };
 
 inline std::shared_ptr<const SnapshotData> EmptySnapshotData() {

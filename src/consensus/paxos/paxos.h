@@ -36,6 +36,7 @@
 
 #include "base/rng.h"
 #include "consensus/api/engine.h"
+#include "consensus/api/snapshot_assembler.h"
 #include "consensus/paxos/config.h"
 #include "consensus/paxos/paxos_log.h"
 #include "consensus/quorum/progress.h"
@@ -229,9 +230,7 @@ class Paxos final : public Engine {
   // Some of latest_snapshot_'s data was sent: Compact may no longer replace it.
   bool latest_snapshot_sent_ = false;
   std::optional<Snapshot> snapshot_to_install_;
-  pb::SnapshotMetadata incoming_snapshot_meta_;
-  std::string incoming_snapshot_data_;
-  NodeId incoming_snapshot_from_ = kNoNode;  // who sends the chunks being joined
+  SnapshotAssembler incoming_snapshot_{cfg_.snapshot_receiver};  // chunks being received
 
   std::vector<pb::Message> msgs_;
   bool ready_outstanding_ = false;

@@ -198,35 +198,12 @@ void Paxos::HandleSnapshot(const pb::Message& m) {
     SendAccepted(m.from(), b, AcceptedThrough(), /*reject=*/false);  // already past it
     return;
   }
-  auto reply_offset = [&](uint64_t next_offset) {
-    pb::Message resp;
-    resp.set_type(pb::MSG_SNAPSHOT_RESPONSE);
-    resp.set_to(m.from());
-    resp.set_term(b);
-    *resp.mutable_snapshot_metadata() = meta;
-    resp.set_snapshot_offset(next_offset);
-    Send(std::move(resp));
-  };
-  // Chunks are joined only from one sender: two members' snapshots at the same index hold
-  // the same state but need not be the same bytes (e.g. physical compaction half done).
-  if (incoming_snapshot_meta_.index() != meta.index() ||
-      incoming_snapshot_meta_.term() != meta.term() || incoming_snapshot_from_ != m.from()) {
-    incoming_snapshot_meta_ = meta;  // a new snapshot: start over
-    incoming_snapshot_from_ = m.from();
-    incoming_snapshot_data_.clear();
-  }
-  if (m.snapshot_offset() != incoming_snapshot_data_.size()) {
-    reply_offset(incoming_snapshot_data_.size());  // lost or repeated chunk
+  SnapshotAssembler::Outcome got = incoming_snapshot_.Take(m);
+  if (!got.snapshot) {
+    if (got.reply) Send(std::move(*got.reply));
     return;
   }
-  incoming_snapshot_data_ += m.snapshot_chunk();
-  if (!m.snapshot_done()) {
-    reply_offset(incoming_snapshot_data_.size());
-    return;
-  }
-  Snapshot snap = Snapshot::InMemory(meta, std::move(incoming_snapshot_data_));
-  incoming_snapshot_data_.clear();
-  incoming_snapshot_meta_.Clear();
+  Snapshot snap = std::move(*got.snapshot);
   if (meta.index() > log_.SnapshotIndex()) log_.Restore(meta);
   RestoreSnapshotConf(meta);
   latest_snapshot_ = snap;  // shares the data

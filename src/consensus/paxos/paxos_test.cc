@@ -460,7 +460,14 @@ TEST(Paxos, ALaggingAcceptorCatchesUp) {
 // PML §5.5 (snapshots): a member behind the leader's compacted log gets a snapshot,
 // in chunks, and keeps the values it accepted after it.
 TEST(Paxos, ALaggingAcceptorCatchesUpBySnapshot) {
-  Cluster c(3, [](Config& cfg) { cfg.snapshot_chunk_bytes = 8; });
+  int receivers = 0;  // the chunks go where the caller says (the node runtime: a file)
+  Cluster c(3, [&](Config& cfg) {
+    cfg.snapshot_chunk_bytes = 8;
+    cfg.snapshot_receiver = [&] {
+      ++receivers;
+      return std::make_unique<InMemorySnapshotReceiver>();
+    };
+  });
   c.ElectLeader(1);
   c.Isolate(3);
   for (int i = 0; i < 10; ++i) {
@@ -474,6 +481,7 @@ TEST(Paxos, ALaggingAcceptorCatchesUpBySnapshot) {
   c.TickAll(3);
   EXPECT_GT(c.Sent(pb::MSG_SNAPSHOT, 1, 3).size(), 1u) << "sent in chunks";
   EXPECT_EQ(c.node(3).snapshot.metadata.index(), c.node(1).snapshot.metadata.index());
+  EXPECT_EQ(receivers, 1);
   EXPECT_EQ(c.CommitOf(3), c.CommitOf(1));
   EXPECT_EQ(AppliedData(c.node(3)).back(), "after");
 }

@@ -34,7 +34,9 @@ struct Config {
   uint64_t inflight_msgs_max = 256;           // pipelined appends per follower
   uint64_t uncommitted_bytes_max = 64 << 20;  // leader refuses proposals beyond this
   uint64_t snapshot_chunk_bytes = 1 << 20;    // InstallSnapshot chunk size
-  uint64_t apply_bytes_max = 64 << 20;        // committed entry bytes per Ready
+  // Where a snapshot received from the leader is assembled (empty: in memory).
+  SnapshotReceiverFactory snapshot_receiver;
+  uint64_t apply_bytes_max = 64 << 20;  // committed entry bytes per Ready
   // A learner is promoted only once it is within this many entries of the leader.
   uint64_t learner_catchup_entries_max = 1000;
   // Compact keeps this many entries before the snapshot's index in the log, so that a

@@ -21,6 +21,7 @@
 
 #include "base/rng.h"
 #include "consensus/api/engine.h"
+#include "consensus/api/snapshot_assembler.h"
 #include "consensus/quorum/progress.h"
 #include "consensus/raft/config.h"
 #include "consensus/raft/raft_log.h"
@@ -171,9 +172,7 @@ class Raft final : public Engine {
   // Some of latest_snapshot_'s data was sent: Compact may no longer replace it.
   bool latest_snapshot_sent_ = false;
   std::optional<Snapshot> snapshot_to_install_;
-  pb::SnapshotMetadata incoming_snapshot_meta_;  // chunks being received
-  std::string incoming_snapshot_data_;
-  NodeId incoming_snapshot_from_ = kNoNode;  // who sends the chunks being joined
+  SnapshotAssembler incoming_snapshot_{cfg_.snapshot_receiver};  // chunks being received
 
   std::vector<pb::Message> msgs_;
   bool ready_outstanding_ = false;

@@ -30,7 +30,14 @@ std::string ProposeValues(Cluster& c, NodeId leader, int n) {
 // happens when the leader has already discarded the next log entry that it needs to
 // send to a follower."
 TEST(RaftSnapshot, ALaggingFollowerReceivesTheSnapshotInChunksAndCatchesUp) {
-  Cluster c(3, SmallChunks);
+  int receivers = 0;  // the chunks go where the caller says (the node runtime: a file)
+  Cluster c(3, [&](Config& cfg) {
+    SmallChunks(cfg);
+    cfg.snapshot_receiver = [&] {
+      ++receivers;
+      return std::make_unique<InMemorySnapshotReceiver>();
+    };
+  });
   c.ElectLeader(1);
   c.Isolate(3);
   const std::string state = ProposeValues(c, 1, 20);  // 100 bytes of state
@@ -56,6 +63,7 @@ TEST(RaftSnapshot, ALaggingFollowerReceivesTheSnapshotInChunksAndCatchesUp) {
   // The follower installed the snapshot: its disk, its state machine and its log.
   EXPECT_EQ(c.node(3).snapshot.metadata.index(), 21u);
   EXPECT_EQ(c.node(3).snapshot.ReadAll().value(), state);
+  EXPECT_EQ(receivers, 1);
   EXPECT_EQ(c.node(3).state, state);
   EXPECT_EQ(c.GetStatus(3).first_index, 22u);
   EXPECT_EQ(c.GetStatus(3).conf_state.voters_size(), 3);
