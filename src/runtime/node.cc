@@ -112,6 +112,7 @@ Status Node::Open() {
     p.apply_bytes_max = options_.raft.apply_bytes_max;
     p.learner_catchup_entries_max = options_.raft.learner_catchup_entries_max;
     p.snapshot_receiver = options_.raft.snapshot_receiver;
+    p.catchup_entries = options_.raft.catchup_entries;
     p.seed = options_.raft.seed;
     engine_ = std::make_unique<consensus::paxos::Paxos>(p, durable);
   } else {

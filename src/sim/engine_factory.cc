@@ -33,6 +33,9 @@ EngineFactory MakePaxosFactory([[maybe_unused]] consensus::PlantedBug bug, uint6
   base.msg_bytes_max = features.Between(1, 8) * 32;
   base.inflight_msgs_max = 4;
   base.snapshot_chunk_bytes = 64;
+  // Half the runs keep a few chosen values before each snapshot, as for Raft (drawn last:
+  // the draws above stay what they were for every seed).
+  base.catchup_entries = features.Chance(0.5) ? features.Between(1, 20) : 0;
 #ifdef SYNOD_PLANTED_BUGS
   base.planted_bug = bug;
 #endif

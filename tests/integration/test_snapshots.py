@@ -26,7 +26,7 @@ import glob
 import os
 import unittest
 
-from cluster import EXTRA_FLAGS, ClusterTestCase, is_etcd, synod_only, wait_until
+from cluster import ClusterTestCase, is_etcd, synod_only, wait_until
 
 KEYS = 400
 
@@ -133,8 +133,6 @@ class CatchUpFromTheLogTest(_SnapshotTestCase):
     CLUSTER_FLAGS = ["--snapshot-count=50"] + _catchup_flags(100)
 
     def test_member_a_little_behind_catches_up_from_the_log(self):
-        if "--consensus=multi-paxos" in EXTRA_FLAGS:
-            self.skipTest("Multi-Paxos does not keep entries before its snapshots")
         c = self.cluster
         leader = c.leader()
         behind = next(i for i in range(self.CLUSTER_SIZE) if i != leader)

@@ -236,10 +236,11 @@ EngineStatus Paxos::GetStatus() const {
 
 Result<pb::SnapshotMetadata> Paxos::Compact(Snapshot snapshot) {
   const LogIndex index = snapshot.metadata.index();
-  if (index == log_.SnapshotIndex()) {
+  const LogIndex held = latest_snapshot_.metadata.index();
+  if (index == held) {
     return ReplaceSnapshotData(latest_snapshot_, latest_snapshot_sent_, std::move(snapshot));
   }
-  if (index < log_.SnapshotIndex()) {
+  if (index < held) {
     return Status(Code::kInvalidArgument,
                   "snapshot index " + std::to_string(index) + " is not past the current snapshot");
   }
@@ -259,7 +260,10 @@ Result<pb::SnapshotMetadata> Paxos::Compact(Snapshot snapshot) {
     pending->set_index(slot);
     *pending->mutable_change() = cc;
   }
-  log_.CompactTo(index);
+  // The log keeps its last catchup_entries chosen values before the snapshot for
+  // acceptors a little behind (and for prepares from them: their first unchosen slot is
+  // still in the log); one further behind gets the snapshot.
+  log_.CompactTo(index - std::min(index, cfg_.catchup_entries));
   snapshot_conf_ = conf;
   // The changes folded into snapshot_conf_ are forgotten; the pending ones stay.
   std::erase_if(conf_changes_, [&](const auto& p) { return InForceAt(p.first, index + 1); });

@@ -27,6 +27,8 @@ class PaxosLog {
 
   LogIndex FirstIndex() const { return snapshot_index_ + 1; }
   LogIndex LastIndex() const { return snapshot_index_ + entries_.size(); }
+  // The last slot compacted away: the engine's snapshot's, or up to
+  // Config::catchup_entries before it (those chosen values are still here).
   LogIndex SnapshotIndex() const { return snapshot_index_; }
   Term SnapshotTerm() const { return snapshot_term_; }
   LogIndex Committed() const { return committed_; }

@@ -486,6 +486,98 @@ TEST(Paxos, ALaggingAcceptorCatchesUpBySnapshot) {
   EXPECT_EQ(AppliedData(c.node(3)).back(), "after");
 }
 
+// As the Raft engine (and etcd), the leader keeps its last chosen values before its
+// snapshot (Config::catchup_entries): an acceptor a little behind when the leader
+// compacted catches up from them, without the whole snapshot; one further behind still
+// gets the snapshot.
+void KeepTen(Config& cfg) { cfg.catchup_entries = 10; }
+
+TEST(Paxos, AnAcceptorALittleBehindCatchesUpFromTheValuesKeptBeforeTheSnapshot) {
+  Cluster c(3, KeepTen);
+  c.ElectLeader(1);
+  for (int i = 0; i < 15; ++i) ASSERT_TRUE(c.Propose(1, "v" + std::to_string(i)).ok());
+  c.Stabilize();
+  c.Isolate(3);
+  const LogIndex behind = c.CommitOf(3);
+  for (int i = 15; i < 20; ++i) ASSERT_TRUE(c.Propose(1, "v" + std::to_string(i)).ok());
+  c.Stabilize();
+  const LogIndex chosen = c.CommitOf(1);
+  ASSERT_GE(chosen, behind + 5);
+  ASSERT_TRUE(c.Compact(1).ok());
+  EXPECT_EQ(c.node(1).snapshot.metadata.index(), chosen);
+  EXPECT_EQ(c.GetStatus(1).first_index, chosen - 9) << "ten values kept before the snapshot";
+  ASSERT_LT(chosen - 10, behind + 1) << "member 3's next slot is among them";
+
+  c.Heal();
+  c.ClearSent();
+  c.TickAll(3);
+  EXPECT_TRUE(c.Sent(pb::MSG_SNAPSHOT, 1, 3).empty()) << "the log had what member 3 needed";
+  EXPECT_EQ(c.CommitOf(3), chosen);
+  EXPECT_EQ(AppliedData(c.node(3)), AppliedData(c.node(1)));
+  EXPECT_EQ(c.node(3).snapshot.metadata.index(), 0u);
+
+  // Compacting again at the snapshot held only replaces its data: the kept values stay.
+  pb::SnapshotMetadata at;
+  at.set_index(chosen);
+  ASSERT_TRUE(c.raft(1).Compact(Snapshot::InMemory(at, c.node(1).state)).ok());
+  EXPECT_EQ(c.GetStatus(1).first_index, chosen - 9);
+}
+
+TEST(Paxos, AnAcceptorFurtherBehindThanTheKeptValuesGetsTheSnapshot) {
+  Cluster c(3, KeepTen);
+  c.ElectLeader(1);
+  ASSERT_TRUE(c.Propose(1, "first").ok());
+  c.Stabilize();
+  c.Isolate(3);
+  for (int i = 0; i < 15; ++i) ASSERT_TRUE(c.Propose(1, "v" + std::to_string(i)).ok());
+  c.Stabilize();
+  ASSERT_TRUE(c.Compact(1).ok());
+  ASSERT_GT(c.GetStatus(1).first_index, c.CommitOf(3) + 1);
+
+  c.Heal();
+  c.ClearSent();
+  c.TickAll(3);
+  EXPECT_FALSE(c.Sent(pb::MSG_SNAPSHOT, 1, 3).empty());
+  EXPECT_EQ(c.node(3).snapshot.metadata.index(), c.node(1).snapshot.metadata.index());
+  EXPECT_EQ(AppliedData(c.node(3)), AppliedData(c.node(1)));
+}
+
+// A prepare whose first unchosen slot is among the kept values is answered from them
+// (they are chosen: the new leader re-proposes exactly those); below them, and without
+// kept values, the acceptor cannot report what was accepted there, and refuses.
+TEST(Paxos, APrepareFromAMemberALittleBehindIsAnsweredFromTheKeptValues) {
+  for (const uint64_t keep : {uint64_t{10}, uint64_t{0}}) {
+    Cluster c(3, [&](Config& cfg) { cfg.catchup_entries = keep; });
+    c.ElectLeader(1);
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(c.Propose(1, "v" + std::to_string(i)).ok());
+    c.Stabilize();
+    c.Isolate(3);
+    const LogIndex behind = c.CommitOf(3);
+    for (int i = 10; i < 13; ++i) ASSERT_TRUE(c.Propose(1, "v" + std::to_string(i)).ok());
+    c.Stabilize();
+    ASSERT_TRUE(c.Compact(2).ok());
+    ASSERT_GT(c.node(2).snapshot.metadata.index(), behind + 1);
+    c.Heal();
+    c.ClearSent();
+    const Ballot high = MakeBallot(RoundOf(PaxosTestPeer::BallotOf(c.raft(1))) + 1, 3);
+    pb::Message prepare = Msg(pb::MSG_PREPARE, 3, 2, high);
+    prepare.set_index(behind + 1);
+    prepare.set_transfer(true);
+    ASSERT_TRUE(c.raft(2).Step(prepare).ok());
+    c.Process(2);
+    auto promises = c.Sent(pb::MSG_PROMISE, 2, 3);
+    if (keep == 0) {
+      EXPECT_TRUE(promises.empty());
+      EXPECT_EQ(c.Sent(pb::MSG_NACK, 2, 3).size(), 1u);
+      continue;
+    }
+    ASSERT_EQ(promises.size(), 1u);
+    ASSERT_GT(promises[0].entries_size(), 0);
+    EXPECT_EQ(promises[0].entries(0).index(), behind + 1);
+    EXPECT_EQ(promises[0].entries(promises[0].entries_size() - 1).data(), "v12");
+  }
+}
+
 // A snapshot whose state is not made yet (DeferredSnapshotData: the node runtime makes it
 // only when a member needs it) is not sent until Compact gives the same snapshot its state.
 TEST(Paxos, ASnapshotWhoseStateCannotBeReadIsSentOnceCompactGivesItsState) {
