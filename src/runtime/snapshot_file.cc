@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <vector>
@@ -307,20 +310,45 @@ class ReceivedSnapshotData final : public consensus::SnapshotData {
   const std::shared_ptr<const consensus::SnapshotData> file_;
 };
 
+// A transfer that fails (a full disk) is abandoned and the leader sends the snapshot again
+// at its heartbeats: said on stderr, at most once every ten seconds.
+void WarnReceiveFailed(const Status& s) {
+  static std::atomic<int64_t> last_warned{-100};
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  int64_t last = last_warned.load();
+  if (now - last < 10 || !last_warned.compare_exchange_strong(last, now)) return;
+  std::fprintf(stderr,
+               "synod: cannot write the snapshot being received from the leader (%s); the "
+               "transfer starts over\n",
+               s.ToString().c_str());
+}
+
 class SnapshotFileReceiver final : public consensus::SnapshotReceiver {
  public:
   explicit SnapshotFileReceiver(std::string dir) : dir_(std::move(dir)) {}
   uint64_t size() const override { return size_; }
   Status Append(std::string_view chunk) override {
-    if (Status s = Open(); !s.ok()) return s;
-    if (Status s = writer_->Write(chunk); !s.ok()) return s;
+    Status s = Open();
+    if (s.ok()) s = writer_->Write(chunk);
+    if (!s.ok()) {
+      WarnReceiveFailed(s);
+      return s;
+    }
     size_ += chunk.size();
     return Status::Ok();
   }
   Result<std::shared_ptr<const consensus::SnapshotData>> Finish() override {
-    if (Status s = Open(); !s.ok()) return s;
+    if (Status s = Open(); !s.ok()) {
+      WarnReceiveFailed(s);
+      return s;
+    }
     auto file = writer_->Data();
-    if (!file.ok()) return file.status();
+    if (!file.ok()) {
+      WarnReceiveFailed(file.status());
+      return file.status();
+    }
     return std::shared_ptr<const consensus::SnapshotData>(
         std::make_shared<const ReceivedSnapshotData>(std::move(writer_), std::move(file.value())));
   }

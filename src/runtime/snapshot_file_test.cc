@@ -183,6 +183,17 @@ TEST_F(SnapshotFileTest, AnAbandonedReceivedSnapshotLeavesNoFile) {
   EXPECT_TRUE(Files().empty());
 }
 
+// A receiver that cannot write fails the chunk, naming where (the engine then abandons the
+// transfer, and the leader starts it over).
+TEST_F(SnapshotFileTest, AReceiverThatCannotWriteFailsNamingTheDirectory) {
+  const std::string missing = (dir_ / "no-such-dir").string();
+  auto receiver = NewSnapshotFileReceiver(missing);
+  Status s = receiver->Append("state");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(missing), std::string::npos) << s.message();
+  EXPECT_EQ(receiver->size(), 0u);
+}
+
 TEST_F(SnapshotFileTest, TheNewestTwoAreKept) {
   for (uint64_t index : {5, 9, 12, 20}) {
     ASSERT_TRUE(
