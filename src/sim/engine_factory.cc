@@ -20,7 +20,8 @@ bool EngineHasLogMatching(const std::string& engine) { return engine != "multi-p
 
 namespace {
 
-EngineFactory MakePaxosFactory([[maybe_unused]] consensus::PlantedBug bug, uint64_t seed) {
+EngineFactory MakePaxosFactory([[maybe_unused]] consensus::PlantedBug bug, uint64_t seed,
+                               std::optional<uint64_t> catchup_entries) {
   Rng features(seed * 31 + 7);
   consensus::paxos::Config base;
   base.election_ticks = 10;
@@ -36,6 +37,7 @@ EngineFactory MakePaxosFactory([[maybe_unused]] consensus::PlantedBug bug, uint6
   // Half the runs keep a few chosen values before each snapshot, as for Raft (drawn last:
   // the draws above stay what they were for every seed).
   base.catchup_entries = features.Chance(0.5) ? features.Between(1, 20) : 0;
+  if (catchup_entries) base.catchup_entries = *catchup_entries;
 #ifdef SYNOD_PLANTED_BUGS
   base.planted_bug = bug;
 #endif
@@ -51,9 +53,10 @@ EngineFactory MakePaxosFactory([[maybe_unused]] consensus::PlantedBug bug, uint6
 }  // namespace
 
 EngineFactory MakeEngineFactory(const std::string& engine,
-                                [[maybe_unused]] consensus::PlantedBug bug, uint64_t seed) {
+                                [[maybe_unused]] consensus::PlantedBug bug, uint64_t seed,
+                                std::optional<uint64_t> catchup_entries) {
   SYNOD_ASSERT(KnownEngine(engine), "unknown engine");
-  if (engine == "multi-paxos") return MakePaxosFactory(bug, seed);
+  if (engine == "multi-paxos") return MakePaxosFactory(bug, seed, catchup_entries);
   Rng features(seed * 31 + 7);
   consensus::raft::Config base;
   base.election_ticks = 10;
@@ -70,6 +73,7 @@ EngineFactory MakeEngineFactory(const std::string& engine,
   // then catch up from the log, the others from the snapshot. (Drawn last: the draws
   // above stay what they were for every seed.)
   base.catchup_entries = features.Chance(0.5) ? features.Between(1, 20) : 0;
+  if (catchup_entries) base.catchup_entries = *catchup_entries;
 #ifdef SYNOD_PLANTED_BUGS
   base.planted_bug = bug;
 #endif

@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,8 +18,9 @@ using EngineFactory = std::function<std::unique_ptr<consensus::Engine>(
 
 // The engine's optional features are chosen from `seed` too, so that runs cover them:
 // safety must hold with pre-vote and check-quorum on or off, and with lease reads.
-EngineFactory MakeEngineFactory(const std::string& engine, consensus::PlantedBug bug,
-                                uint64_t seed);
+// `catchup_entries`, when given, replaces the one drawn.
+EngineFactory MakeEngineFactory(const std::string& engine, consensus::PlantedBug bug, uint64_t seed,
+                                std::optional<uint64_t> catchup_entries = std::nullopt);
 
 bool KnownEngine(const std::string& engine);
 

@@ -72,6 +72,8 @@ int main(int argc, char** argv) {
                "kv: snapshot while physical compaction is under way (snapshots then differ)");
   app.add_flag("--deferred-snapshots", base.deferred_snapshots,
                "kv: snapshots are the store's flush; their state is made when a member needs it");
+  app.add_option("--catchup-entries", base.catchup_entries,
+                 "entries kept before each snapshot (default: drawn from the seed)");
   app.add_option("--jobs", jobs, "seeds run in parallel")->capture_default_str();
   app.add_option("--planted-bug", bug, "test builds only: run with a planted bug")
       ->capture_default_str();

@@ -188,7 +188,7 @@ class Simulation {
   explicit Simulation(const SimOptions& o)
       : opt_(o),
         rng_(o.seed),
-        factory_(MakeEngineFactory(o.engine, o.planted_bug, o.seed)),
+        factory_(MakeEngineFactory(o.engine, o.planted_bug, o.seed, o.catchup_entries)),
         // Half the seeds persist as the runtime does (messages the engine allows leave
         // during the fsync; a commit-only hard state is not waited for), half hold every
         // message until its Ready is durable and fsync every hard state: both are proven,
@@ -1159,6 +1159,7 @@ SimResult Simulation::Run() {
   if (opt_.state_machine != "kv") replay << " --state-machine " << opt_.state_machine;
   if (opt_.snapshot_mid_compaction) replay << " --snapshot-mid-compaction";
   if (opt_.deferred_snapshots) replay << " --deferred-snapshots";
+  if (opt_.catchup_entries) replay << " --catchup-entries " << *opt_.catchup_entries;
   if (opt_.planted_bug != PlantedBug::kNone) {
     replay << " --planted-bug " << consensus::PlantedBugName(opt_.planted_bug);
   }

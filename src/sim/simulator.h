@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/result.h"
@@ -64,6 +65,10 @@ struct SimOptions {
   // its state is made, at that index or a later one, when the engine reads it for a member
   // far behind. A store behind such a snapshot after a restart is a violation.
   bool deferred_snapshots = false;
+  // Entries each engine keeps before its snapshots (Config::catchup_entries); unset: drawn
+  // from the seed (1–20 in half the seeds, else none). Seeds found before the engines kept
+  // any replay their schedules with 0.
+  std::optional<uint64_t> catchup_entries;
   consensus::PlantedBug planted_bug = consensus::PlantedBug::kNone;
   bool trace = false;  // print every trace line as it happens
 };
