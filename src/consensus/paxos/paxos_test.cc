@@ -492,15 +492,23 @@ TEST(Paxos, ALaggingAcceptorCatchesUpBySnapshot) {
 // gets the snapshot.
 void KeepTen(Config& cfg) { cfg.catchup_entries = 10; }
 
-TEST(Paxos, AnAcceptorALittleBehindCatchesUpFromTheValuesKeptBeforeTheSnapshot) {
-  Cluster c(3, KeepTen);
-  c.ElectLeader(1);
-  for (int i = 0; i < 15; ++i) ASSERT_TRUE(c.Propose(1, "v" + std::to_string(i)).ok());
+// Leader 1 has `before` values chosen everywhere, then `missed` more while member 3 is cut
+// off. Returns member 3's chosen index.
+LogIndex ChooseWhileMemberThreeMissesSome(Cluster& c, int before, int missed) {
+  int i = 0;
+  for (; i < before; ++i) EXPECT_TRUE(c.Propose(1, "v" + std::to_string(i)).ok());
   c.Stabilize();
   c.Isolate(3);
   const LogIndex behind = c.CommitOf(3);
-  for (int i = 15; i < 20; ++i) ASSERT_TRUE(c.Propose(1, "v" + std::to_string(i)).ok());
+  for (; i < before + missed; ++i) EXPECT_TRUE(c.Propose(1, "v" + std::to_string(i)).ok());
   c.Stabilize();
+  return behind;
+}
+
+TEST(Paxos, AnAcceptorALittleBehindCatchesUpFromTheValuesKeptBeforeTheSnapshot) {
+  Cluster c(3, KeepTen);
+  c.ElectLeader(1);
+  const LogIndex behind = ChooseWhileMemberThreeMissesSome(c, 15, 5);
   const LogIndex chosen = c.CommitOf(1);
   ASSERT_GE(chosen, behind + 5);
   ASSERT_TRUE(c.Compact(1).ok());
@@ -526,11 +534,7 @@ TEST(Paxos, AnAcceptorALittleBehindCatchesUpFromTheValuesKeptBeforeTheSnapshot) 
 TEST(Paxos, AnAcceptorFurtherBehindThanTheKeptValuesGetsTheSnapshot) {
   Cluster c(3, KeepTen);
   c.ElectLeader(1);
-  ASSERT_TRUE(c.Propose(1, "first").ok());
-  c.Stabilize();
-  c.Isolate(3);
-  for (int i = 0; i < 15; ++i) ASSERT_TRUE(c.Propose(1, "v" + std::to_string(i)).ok());
-  c.Stabilize();
+  ChooseWhileMemberThreeMissesSome(c, 1, 15);
   ASSERT_TRUE(c.Compact(1).ok());
   ASSERT_GT(c.GetStatus(1).first_index, c.CommitOf(3) + 1);
 
@@ -549,12 +553,7 @@ TEST(Paxos, APrepareFromAMemberALittleBehindIsAnsweredFromTheKeptValues) {
   for (const uint64_t keep : {uint64_t{10}, uint64_t{0}}) {
     Cluster c(3, [&](Config& cfg) { cfg.catchup_entries = keep; });
     c.ElectLeader(1);
-    for (int i = 0; i < 10; ++i) ASSERT_TRUE(c.Propose(1, "v" + std::to_string(i)).ok());
-    c.Stabilize();
-    c.Isolate(3);
-    const LogIndex behind = c.CommitOf(3);
-    for (int i = 10; i < 13; ++i) ASSERT_TRUE(c.Propose(1, "v" + std::to_string(i)).ok());
-    c.Stabilize();
+    const LogIndex behind = ChooseWhileMemberThreeMissesSome(c, 10, 3);
     ASSERT_TRUE(c.Compact(2).ok());
     ASSERT_GT(c.node(2).snapshot.metadata.index(), behind + 1);
     c.Heal();
