@@ -27,7 +27,6 @@ struct ServerConfig {
   uint64_t snapshot_count = 100000;
   // Entries a member keeps in memory before its newest snapshot, so that a follower a
   // little behind catches up from the log (etcd 3.5's flag; 3.4 keeps 5000, fixed).
-  // Multi-Paxos does not keep them yet.
   uint64_t snapshot_catchup_entries = 5000;
   int64_t quota_backend_bytes = 0;  // 0: the default, 2 GiB
   uint64_t max_request_bytes = 1536 * 1024;

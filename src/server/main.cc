@@ -229,7 +229,7 @@ int main(int argc, char** argv) {
       ->check(kUnsigned);
   app.add_option("--experimental-snapshot-catchup-entries", config.snapshot_catchup_entries,
                  "Entries kept before the newest snapshot, from which a follower a little "
-                 "behind catches up instead of receiving the snapshot (Raft)")
+                 "behind catches up instead of receiving the snapshot")
       ->envname("ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES")
       ->check(kUnsigned);
   app.add_option("--quota-backend-bytes", config.quota_backend_bytes,

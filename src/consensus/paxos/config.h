@@ -39,16 +39,17 @@ struct Config {
   uint64_t inflight_msgs_max = 256;           // pipelined accepts per acceptor
   uint64_t uncommitted_bytes_max = 64 << 20;  // leader refuses proposals beyond this
   uint64_t snapshot_chunk_bytes = 1 << 20;    // snapshot chunk size
-  // Where a snapshot received from the leader is assembled (empty: in memory).
-  SnapshotReceiverFactory snapshot_receiver;
-  // Compact keeps this many chosen values before the snapshot's slot in the log, so that
-  // an acceptor only a little behind catches up from them instead of receiving the whole
-  // snapshot (as raft::Config::catchup_entries; in memory only: after a restart the log
-  // starts at the snapshot).
-  uint64_t catchup_entries = 0;
-  uint64_t apply_bytes_max = 64 << 20;  // committed entry bytes per Ready
+  uint64_t apply_bytes_max = 64 << 20;        // committed entry bytes per Ready
   // A learner is promoted only once it is within this many entries of the leader.
   uint64_t learner_catchup_entries_max = 1000;
+
+  // Snapshots. Compact keeps this many chosen values before the snapshot's slot in the
+  // log, so that an acceptor only a little behind catches up from them instead of
+  // receiving the whole snapshot (as raft::Config::catchup_entries; in memory only: after
+  // a restart the log starts at the snapshot).
+  uint64_t catchup_entries = 0;
+  // Where a snapshot received from the leader is assembled (empty: in memory).
+  SnapshotReceiverFactory snapshot_receiver;
 
   // Seed of the back-off generator: randomness only from here.
   uint64_t seed = 1;

@@ -34,17 +34,18 @@ struct Config {
   uint64_t inflight_msgs_max = 256;           // pipelined appends per follower
   uint64_t uncommitted_bytes_max = 64 << 20;  // leader refuses proposals beyond this
   uint64_t snapshot_chunk_bytes = 1 << 20;    // InstallSnapshot chunk size
-  // Where a snapshot received from the leader is assembled (empty: in memory).
-  SnapshotReceiverFactory snapshot_receiver;
-  uint64_t apply_bytes_max = 64 << 20;  // committed entry bytes per Ready
+  uint64_t apply_bytes_max = 64 << 20;        // committed entry bytes per Ready
   // A learner is promoted only once it is within this many entries of the leader.
   uint64_t learner_catchup_entries_max = 1000;
-  // Compact keeps this many entries before the snapshot's index in the log, so that a
+
+  // Snapshots. Compact keeps this many entries before the snapshot's index in the log, so that a
   // follower only a little behind (restarted, or briefly cut off, just as the leader
   // compacted) catches up from the log instead of receiving the whole snapshot. The
   // entries are kept in memory only: after a restart the log starts at the snapshot.
   // (etcd keeps 5000.)
   uint64_t catchup_entries = 0;
+  // Where a snapshot received from the leader is assembled (empty: in memory).
+  SnapshotReceiverFactory snapshot_receiver;
 
   // Seed of the election-jitter generator: randomness only from here.
   uint64_t seed = 1;
